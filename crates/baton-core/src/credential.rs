@@ -1,0 +1,192 @@
+//! A credential and its versions: what is served now, what comes next, and when to rotate.
+//!
+//! Everything that depends on time takes `now` as an argument. The stored `current` and `next`
+//! are brought up to date lazily, when a command touches the credential; reads look through
+//! [`Credential::effective`], which gives the same answer without changing anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{IssuerSpec, Overlap, Policy, RotationReason, Secret, Secs, Timestamp};
+
+/// One token of a credential and its window of validity `[not_before, expires_at)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The rotation that produced it: 1 for the first version.
+    pub number: u64,
+    pub token: Secret,
+    pub issued_at: Timestamp,
+    pub not_before: Timestamp,
+    pub expires_at: Timestamp,
+    /// The fence of the rotation intent it was committed under.
+    pub fence: u64,
+}
+
+impl Version {
+    pub fn is_valid_at(&self, now: Timestamp) -> bool {
+        self.not_before <= now && now < self.expires_at
+    }
+}
+
+/// A rotation in progress, committed before the issuer is called.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The number the new version will have.
+    pub rotation: u64,
+    /// Unique across the whole state; a result must carry it to be accepted.
+    pub fence: u64,
+    /// The leader's time when the intent was committed: the mint time of the version.
+    pub started_at: Timestamp,
+    /// After this instant the intent may be superseded by a new one.
+    pub deadline: Timestamp,
+    /// The window planned for the new version. Issuers that control expiry (jwt) mint exactly
+    /// this window, which makes minting a pure function of the intent.
+    pub not_before: Timestamp,
+    pub expires_at: Timestamp,
+    pub reason: RotationReason,
+}
+
+/// How the last rotations went.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationStatus {
+    /// Failed attempts since the last success.
+    pub attempts: u32,
+    /// The last failure, as the issuer reported it (never containing a token).
+    pub last_error: Option<String>,
+    /// No new attempt before this instant.
+    pub retry_at: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    pub name: String,
+    /// The revision that created the credential; distinguishes it from an earlier credential of
+    /// the same name that was deleted.
+    pub uid: u64,
+    pub issuer: IssuerSpec,
+    pub policy: Policy,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub previous: Option<Version>,
+    pub current: Option<Version>,
+    /// A version minted ahead whose window has not started (overlap = none).
+    pub next: Option<Version>,
+    /// The open rotation intent, if any.
+    pub rotation: Option<Intent>,
+    /// The number of the newest committed version; 0 before the first.
+    pub last_rotation: u64,
+    /// The issuer changed: rotate as soon as the policy allows.
+    pub rotate_requested: bool,
+    pub status: RotationStatus,
+}
+
+/// When the rotation engine should act on a credential next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// An intent is open and its issuer is idempotent: mint it again with the same fence.
+    Resume { at: Timestamp },
+    /// Begin a new rotation at this instant.
+    Start { at: Timestamp },
+}
+
+impl Due {
+    pub fn at(self) -> Timestamp {
+        match self {
+            Due::Resume { at } | Due::Start { at } => at,
+        }
+    }
+}
+
+/// What a token read returns: the version to use now, the one that follows it if already
+/// minted, and when the reader should ask again.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenView<'a> {
+    pub current: &'a Version,
+    pub next: Option<&'a Version>,
+    pub refresh_at: Timestamp,
+}
+
+impl Credential {
+    /// `(current, next)` as they are at `now`: a `next` whose window has started is current.
+    pub fn effective(&self, now: Timestamp) -> (Option<&Version>, Option<&Version>) {
+        match &self.next {
+            Some(next) if next.not_before <= now => (Some(next), None),
+            next => (self.current.as_ref(), next.as_ref()),
+        }
+    }
+
+    /// Moves a `next` whose window has started into `current`.
+    pub(crate) fn settle(&mut self, now: Timestamp) {
+        if self.next.as_ref().is_some_and(|n| n.not_before <= now) {
+            self.previous = self.current.take();
+            self.current = self.next.take();
+        }
+    }
+
+    /// The newest committed version, valid or not yet valid.
+    pub fn newest(&self) -> Option<&Version> {
+        self.next.as_ref().or(self.current.as_ref())
+    }
+
+    /// When the engine must act next, from committed state only.
+    pub fn due(&self) -> Due {
+        if let Some(intent) = &self.rotation {
+            return if self.issuer.is_idempotent() {
+                Due::Resume {
+                    at: intent.started_at,
+                }
+            } else {
+                Due::Start {
+                    at: intent.deadline,
+                }
+            };
+        }
+        let mut at = match self.newest() {
+            Some(v) if !self.rotate_requested => v.expires_at.sub(self.policy.renew_before),
+            _ => Timestamp(0),
+        };
+        if let Some(retry_at) = self.status.retry_at {
+            at = at.max(retry_at);
+        }
+        Due::Start { at }
+    }
+
+    /// The window a rotation started at `now` plans for the new version.
+    pub(crate) fn plan_window(&self, now: Timestamp) -> (Timestamp, Timestamp) {
+        let not_before = match (self.policy.overlap, &self.current) {
+            (Overlap::None, Some(c)) if c.expires_at > now => c.expires_at,
+            _ => now.floor_secs(),
+        };
+        (not_before, not_before.add(self.policy.lifetime))
+    }
+
+    /// What a read at `now` gets, or `None` when no version may be handed out: none was ever
+    /// issued, the current one expired, or it has less than `min_remaining` left and nothing
+    /// follows it yet.
+    pub fn token_view(&self, now: Timestamp) -> Option<TokenView<'_>> {
+        let (current, next) = self.effective(now);
+        let current = current.filter(|c| c.is_valid_at(now))?;
+        let remaining = current.expires_at.millis_since(now);
+        if remaining < self.policy.min_remaining.as_millis() && next.is_none() {
+            return None;
+        }
+        let refresh_at = match next {
+            Some(next) => next.not_before,
+            None => {
+                let renew_at = current.expires_at.sub(self.policy.renew_before);
+                if now < renew_at {
+                    renew_at
+                } else {
+                    // The rotation is due or running: ask again soon, never past the cut-off.
+                    let cutoff = current.expires_at.sub(self.policy.min_remaining);
+                    now.add(Secs(1)).min(cutoff).max(now)
+                }
+            }
+        };
+        Some(TokenView {
+            current,
+            next,
+            refresh_at,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! The replicated state and the one function that changes it: [`State::apply`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Command, CommandError, Credential, Intent, IssuerSpec, Op, Output, Policy, Response,
+    RotationReason, RotationStatus, Secret, Timestamp, Version,
+};
+
+/// Everything baton replicates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub credentials: BTreeMap<String, Credential>,
+    /// The fence the next rotation intent gets. Fences never repeat, even across credentials
+    /// and deletions, so a result for a deleted credential can never match a new one.
+    pub next_fence: u64,
+    /// The latest command time applied. Command times are clamped to it, so the state
+    /// machine's time never goes backwards even if a leader's clock does.
+    pub clock: Timestamp,
+}
+
+/// A credential name that does not match `[A-Za-z0-9._-]{1,128}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("invalid name `{shown}`: a name is 1 to 128 characters from A-Z a-z 0-9 . _ -")]
+pub struct NameError {
+    /// The name as given, shortened for display.
+    shown: String,
+}
+
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        return Ok(());
+    }
+    let shown: String = name
+        .chars()
+        .take(64)
+        .flat_map(char::escape_default)
+        .collect();
+    Err(NameError { shown })
+}
+
+impl State {
+    /// Applies one command at log index `revision`. A refused command changes nothing.
+    pub fn apply(&mut self, revision: u64, cmd: Command) -> Response {
+        let now = cmd.now.max(self.clock);
+        self.clock = now;
+
+        match cmd.op {
+            Op::PutCredential {
+                name,
+                issuer,
+                policy,
+            } => self.put(revision, now, name, issuer, policy),
+            Op::DeleteCredential { name } => Ok(Output::Deleted {
+                existed: self.credentials.remove(&name).is_some(),
+            }),
+            Op::BeginRotation {
+                name,
+                deadline,
+                reason,
+            } => {
+                let fence = self.next_fence + 1;
+                let intent = self.get_mut(&name)?.begin(now, deadline, reason, fence)?;
+                self.next_fence = fence;
+                Ok(Output::RotationStarted(intent))
+            }
+            Op::CommitRotation {
+                name,
+                fence,
+                token,
+                issued_at,
+                not_before,
+                expires_at,
+            } => {
+                let minted = Minted {
+                    token,
+                    issued_at,
+                    not_before,
+                    expires_at,
+                };
+                self.get_mut(&name)?.commit(now, fence, minted)
+            }
+            Op::FailRotation {
+                name,
+                fence,
+                error,
+                retry_at,
+            } => self.get_mut(&name)?.fail(now, fence, error, retry_at),
+        }
+    }
+
+    fn get_mut(&mut self, name: &str) -> Result<&mut Credential, CommandError> {
+        self.credentials
+            .get_mut(name)
+            .ok_or_else(|| CommandError::NotFound(name.to_owned()))
+    }
+
+    fn put(
+        &mut self,
+        revision: u64,
+        now: Timestamp,
+        name: String,
+        issuer: IssuerSpec,
+        policy: Policy,
+    ) -> Response {
+        validate_name(&name)?;
+        policy.validate()?;
+
+        if let Some(c) = self.credentials.get_mut(&name) {
+            let changed = c.issuer != issuer || c.policy != policy;
+            if c.issuer != issuer {
+                // Versions minted by the old issuer stay until replaced; replace them now. An
+                // open intent belonged to the old issuer: its result will be refused.
+                c.issuer = issuer;
+                c.rotation = None;
+                c.rotate_requested = true;
+                c.status.retry_at = None;
+            }
+            c.policy = policy;
+            if changed {
+                c.updated_at = now;
+            }
+            return Ok(Output::Put {
+                created: false,
+                changed,
+            });
+        }
+
+        let credential = Credential {
+            name: name.clone(),
+            uid: revision,
+            issuer,
+            policy,
+            created_at: now,
+            updated_at: now,
+            previous: None,
+            current: None,
+            next: None,
+            rotation: None,
+            last_rotation: 0,
+            rotate_requested: false,
+            status: RotationStatus::default(),
+        };
+        self.credentials.insert(name, credential);
+        Ok(Output::Put {
+            created: true,
+            changed: true,
+        })
+    }
+}
+
+/// An issuer's result, as carried by `CommitRotation`.
+struct Minted {
+    token: Secret,
+    issued_at: Timestamp,
+    not_before: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl Credential {
+    fn begin(
+        &mut self,
+        now: Timestamp,
+        deadline: Timestamp,
+        reason: RotationReason,
+        fence: u64,
+    ) -> Result<Intent, CommandError> {
+        self.settle(now);
+        if let Some(open) = &self.rotation {
+            if open.deadline > now {
+                return Err(CommandError::RotationInProgress {
+                    rotation: open.rotation,
+                    deadline: open.deadline,
+                });
+            }
+        }
+        if let Some(next) = &self.next {
+            return Err(CommandError::NextAlreadyMinted {
+                version: next.number,
+                not_before: next.not_before,
+            });
+        }
+
+        let (not_before, expires_at) = self.plan_window(now);
+        let intent = Intent {
+            rotation: self.last_rotation + 1,
+            fence,
+            started_at: now,
+            deadline: deadline.max(now),
+            not_before,
+            expires_at,
+            reason,
+        };
+        self.rotation = Some(intent.clone());
+        Ok(intent)
+    }
+
+    fn commit(&mut self, now: Timestamp, fence: u64, minted: Minted) -> Response {
+        self.settle(now);
+        let intent = match &self.rotation {
+            Some(open) if open.fence == fence => open.clone(),
+            open => {
+                return Err(CommandError::StaleFence {
+                    fence,
+                    open: open.as_ref().map(|i| i.fence),
+                })
+            }
+        };
+
+        // Never trust a version past max_lifetime, whatever the issuer said.
+        let cap = minted.not_before.add(self.policy.max_lifetime);
+        let expires_at = minted.expires_at.min(cap);
+        let not_before = minted.not_before;
+        if expires_at <= not_before || expires_at <= now {
+            return Err(CommandError::InvalidWindow {
+                not_before,
+                expires_at,
+            });
+        }
+        if self.policy.overlap == crate::Overlap::None {
+            if let Some(c) = self.current.as_ref().filter(|c| not_before < c.expires_at) {
+                return Err(CommandError::Overlap {
+                    version: c.number,
+                    not_before,
+                    expires_at: c.expires_at,
+                });
+            }
+        }
+
+        let version = Version {
+            number: intent.rotation,
+            token: minted.token,
+            issued_at: minted.issued_at,
+            not_before,
+            expires_at,
+            fence,
+        };
+        if not_before > now {
+            self.next = Some(version);
+        } else {
+            self.previous = self.current.take();
+            self.current = Some(version);
+        }
+        self.last_rotation = intent.rotation;
+        self.rotation = None;
+        self.rotate_requested = false;
+        self.status = RotationStatus {
+            last_success_at: Some(now),
+            ..RotationStatus::default()
+        };
+        Ok(Output::RotationCommitted {
+            version: intent.rotation,
+            not_before,
+            expires_at,
+        })
+    }
+
+    fn fail(&mut self, now: Timestamp, fence: u64, error: String, retry_at: Timestamp) -> Response {
+        self.settle(now);
+        match &self.rotation {
+            Some(open) if open.fence == fence => {}
+            open => {
+                return Err(CommandError::StaleFence {
+                    fence,
+                    open: open.as_ref().map(|i| i.fence),
+                })
+            }
+        }
+        self.rotation = None;
+        self.status.attempts = self.status.attempts.saturating_add(1);
+        self.status.last_error = Some(error);
+        self.status.retry_at = Some(retry_at);
+        Ok(Output::RotationFailed {
+            attempts: self.status.attempts,
+        })
+    }
+}
