@@ -1,0 +1,129 @@
+//! `/metrics` (Prometheus text), `/healthz`, and the middleware counting requests.
+
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baton_engine::EngineMetrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CredentialLabel {
+    credential: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<HttpLabels, Counter>,
+    expiry: Family<CredentialLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl Metrics {
+    pub(crate) fn new(engine: &EngineMetrics) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<HttpLabels, Counter>::default();
+        let expiry = Family::<CredentialLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "baton_http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "baton_credential_expiry_seconds",
+            "Seconds until the current version of each credential expires (negative: expired)",
+            expiry.clone(),
+        );
+        engine.register(&mut registry);
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            expiry,
+        }
+    }
+}
+
+/// Counts every request by its route pattern (never the raw path: names are unbounded).
+pub(crate) async fn track(state: AppState, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    tracing::trace!(%route, %method, status, "request");
+    state
+        .0
+        .metrics
+        .requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status,
+        })
+        .inc();
+    response
+}
+
+pub(crate) async fn render(state: AppState) -> Response {
+    let app = state.0;
+    let now = app.node.now();
+    app.metrics.expiry.clear();
+    app.node.state().read(|s| {
+        for c in s.credentials.values() {
+            if let (Some(current), _) = c.effective(now) {
+                let left = current.expires_at.as_millis() as f64 - now.as_millis() as f64;
+                let label = CredentialLabel {
+                    credential: c.name.clone(),
+                };
+                app.metrics.expiry.get_or_create(&label).set(left / 1000.0);
+            }
+        }
+    });
+
+    let mut text = String::new();
+    let registry = app
+        .metrics
+        .registry
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+        return crate::ApiError::internal("encoding metrics failed", e).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub(crate) async fn healthz(state: AppState) -> Json<serde_json::Value> {
+    let node = &state.0.node;
+    Json(json!({
+        "status": "ok",
+        "node": node.id(),
+        "leader": node.is_leader(),
+        "revision": node.state().revision(),
+    }))
+}

@@ -1,0 +1,234 @@
+//! One rotation: intent, issuer call, result.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
+
+use baton_core::{CommandError, Intent, Op, Output, RotationReason, Timestamp};
+use baton_issuers::MintRequest;
+use baton_raft::ProposeError;
+
+use crate::metrics::Outcome;
+use crate::Engine;
+
+/// A committed rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rotated {
+    pub version: u64,
+    pub fence: u64,
+    pub not_before: Timestamp,
+    pub expires_at: Timestamp,
+    pub revision: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotateError {
+    #[error("no credential is named `{0}`")]
+    NotFound(String),
+    #[error("a rotation of `{0}` is already running")]
+    InProgress(String),
+    /// The state machine refused the intent or the result.
+    #[error(transparent)]
+    Refused(CommandError),
+    /// The issuer failed; the failure is recorded and a retry scheduled.
+    #[error("the issuer failed: {0}")]
+    Issuer(String),
+    /// This node cannot write now.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<ProposeError> for RotateError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::Refused(CommandError::NotFound(name)) => RotateError::NotFound(name),
+            ProposeError::Refused(e) => RotateError::Refused(e),
+            other => RotateError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl Engine {
+    /// Rotates `name` now, as `POST /v1/credentials/{name}/rotate` asks.
+    pub async fn rotate_now(&self, name: &str) -> Result<Rotated, RotateError> {
+        self.rotate(name, RotationReason::Manual).await
+    }
+
+    #[tracing::instrument(skip_all, fields(credential = %name, ?reason))]
+    pub(crate) async fn rotate(
+        &self,
+        name: &str,
+        reason: RotationReason,
+    ) -> Result<Rotated, RotateError> {
+        let Some(_claim) = self.claim(name) else {
+            return Err(RotateError::InProgress(name.to_owned()));
+        };
+        let started = Instant::now();
+        let result = self.rotate_claimed(name, reason).await;
+
+        let metrics = &self.inner.metrics;
+        match &result {
+            Ok(r) => {
+                metrics.record(name, Outcome::Success);
+                metrics.latency.observe(started.elapsed().as_secs_f64());
+                tracing::info!(
+                    credential = %name, version = r.version, fence = r.fence,
+                    not_before = %r.not_before, expires_at = %r.expires_at, "rotated"
+                );
+            }
+            Err(RotateError::Issuer(error)) => {
+                metrics.record(name, Outcome::Failure);
+                tracing::warn!(credential = %name, %error, "rotation failed");
+            }
+            Err(RotateError::Refused(error)) => {
+                metrics.record(name, Outcome::Refused);
+                tracing::debug!(credential = %name, %error, "rotation refused");
+            }
+            Err(error) => tracing::debug!(credential = %name, %error, "rotation not done"),
+        }
+        result
+    }
+
+    async fn rotate_claimed(
+        &self,
+        name: &str,
+        reason: RotationReason,
+    ) -> Result<Rotated, RotateError> {
+        let node = &self.inner.node;
+        let open = node.state().read(|s| {
+            let c = s.credentials.get(name)?;
+            Some(c.rotation.clone().filter(|_| c.issuer.is_idempotent()))
+        });
+        let Some(open) = open else {
+            return Err(RotateError::NotFound(name.to_owned()));
+        };
+
+        // An intent left open (by a crash) for an idempotent issuer is minted again as it is:
+        // the token is the same one that may already have been handed to the issuer's peer.
+        let intent = match open.filter(|_| reason == RotationReason::Scheduled) {
+            Some(intent) => {
+                tracing::info!(credential = %name, rotation = intent.rotation, fence = intent.fence,
+                    "resuming an open rotation intent");
+                intent
+            }
+            None => self.begin(name, reason).await?,
+        };
+
+        // Read the issuer after the intent is committed: a later change of issuer drops the
+        // intent, so a result minted from a stale issuer is refused.
+        let spec = node.state().read(|s| {
+            s.credentials
+                .get(name)
+                .map(|c| (c.issuer.clone(), c.uid, c.policy.overlap))
+        });
+        let Some((issuer, uid, overlap)) = spec else {
+            return Err(RotateError::NotFound(name.to_owned()));
+        };
+        let request = MintRequest {
+            credential: name,
+            uid,
+            intent: &intent,
+            overlap,
+        };
+        match baton_issuers::mint(&issuer, request).await {
+            Ok(minted) => {
+                let op = Op::CommitRotation {
+                    name: name.to_owned(),
+                    fence: intent.fence,
+                    token: minted.token,
+                    issued_at: minted.issued_at,
+                    not_before: minted.not_before,
+                    expires_at: minted.expires_at,
+                };
+                let committed = match node.propose(op).await {
+                    Err(ProposeError::Refused(
+                        refusal @ (CommandError::InvalidWindow { .. }
+                        | CommandError::Overlap { .. }),
+                    )) => {
+                        // The intent can never be committed (it outlived its window while the
+                        // node was down, say): close it so that a fresh one can begin.
+                        let error = format!("the minted version was refused: {refusal}");
+                        self.fail(name, intent.fence, error, node.now()).await?;
+                        return Err(RotateError::Refused(refusal));
+                    }
+                    other => other?,
+                };
+                match committed.output {
+                    Output::RotationCommitted {
+                        version,
+                        not_before,
+                        expires_at,
+                    } => Ok(Rotated {
+                        version,
+                        fence: intent.fence,
+                        not_before,
+                        expires_at,
+                        revision: committed.revision,
+                    }),
+                    other => Err(RotateError::Unavailable(format!(
+                        "unexpected output {other:?}"
+                    ))),
+                }
+            }
+            Err(error) => {
+                let error = error.to_string();
+                let retry_at = node.now().add_millis(self.backoff(name).as_millis() as u64);
+                self.fail(name, intent.fence, error.clone(), retry_at)
+                    .await?;
+                Err(RotateError::Issuer(error))
+            }
+        }
+    }
+
+    async fn begin(&self, name: &str, reason: RotationReason) -> Result<Intent, RotateError> {
+        let node = &self.inner.node;
+        let deadline = node
+            .now()
+            .add_millis(self.inner.config.intent_timeout.as_millis() as u64);
+        let op = Op::BeginRotation {
+            name: name.to_owned(),
+            deadline,
+            reason,
+        };
+        match node.propose(op).await?.output {
+            Output::RotationStarted(intent) => Ok(intent),
+            other => Err(RotateError::Unavailable(format!(
+                "unexpected output {other:?}"
+            ))),
+        }
+    }
+
+    async fn fail(
+        &self,
+        name: &str,
+        fence: u64,
+        error: String,
+        retry_at: Timestamp,
+    ) -> Result<(), RotateError> {
+        let op = Op::FailRotation {
+            name: name.to_owned(),
+            fence,
+            error,
+            retry_at,
+        };
+        self.inner.node.propose(op).await?;
+        Ok(())
+    }
+
+    /// Capped exponential backoff with ±20 % jitter, from the failures recorded so far.
+    fn backoff(&self, name: &str) -> Duration {
+        let attempts = self
+            .inner
+            .node
+            .state()
+            .read(|s| s.credentials.get(name).map_or(0, |c| c.status.attempts));
+        let config = &self.inner.config;
+        let exp = config.backoff_base.saturating_mul(1u32 << attempts.min(20));
+        let base = exp.min(config.backoff_max).as_millis() as f64;
+        // A fresh RandomState is seeded from the OS: enough randomness for spreading retries.
+        let r = RandomState::new().hash_one(name) % 1000;
+        let factor = 0.8 + 0.4 * (r as f64 / 1000.0);
+        Duration::from_millis((base * factor) as u64)
+    }
+}

@@ -1,0 +1,72 @@
+//! Peer traffic for openraft.
+//!
+//! A single-node cluster never sends an RPC, so this network reports every peer as
+//! unreachable. Multi-node clusters need a real transport here (append entries, votes and
+//! snapshots over the node's peer listener); until then membership is fixed to one voter.
+
+use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+
+use crate::TypeConfig;
+
+/// Connects to peers: with one voter there are none.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SingleNodeNetwork;
+
+/// A connection to a peer that cannot exist in a one-voter cluster.
+#[derive(Debug)]
+pub(crate) struct NoPeer {
+    target: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("node {0} is not reachable: this build runs a single-node cluster")]
+struct NoTransport(u64);
+
+impl NoPeer {
+    fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, BasicNode, E> {
+        RPCError::Unreachable(Unreachable::new(&NoTransport(self.target)))
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for SingleNodeNetwork {
+    type Network = NoPeer;
+
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> NoPeer {
+        NoPeer { target }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for NoPeer {
+    async fn append_entries(
+        &mut self,
+        _rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        Err(self.unreachable())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        Err(self.unreachable())
+    }
+
+    async fn vote(
+        &mut self,
+        _rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        Err(self.unreachable())
+    }
+}

@@ -1,0 +1,97 @@
+//! Command-line arguments and what each command does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::Client;
+
+/// baton keeps shared credentials fresh for fleets of stateless programs: it renews each
+/// credential exactly once per rotation and serves the current token over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, propagate_version = true)]
+pub struct Cli {
+    /// The server that client commands talk to.
+    #[arg(
+        long,
+        env = "BATON_ADDR",
+        default_value = "http://127.0.0.1:7171",
+        global = true,
+        value_name = "URL"
+    )]
+    addr: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a baton server (a single node with its embedded store).
+    Serve(ServeArgs),
+    /// Create, inspect, rotate and delete credentials.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+    /// Print the current token of a credential (alone, so that `$(baton token NAME)` works).
+    Token {
+        /// The credential's name.
+        name: String,
+        /// Print every field as JSON: version, validity, `next`, `refresh_at`, revision.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for a token when none can be served yet (for example "10s").
+        #[arg(long, value_name = "DURATION")]
+        wait: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7171].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory for the data file [default: ./baton-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with the same settings, plus credentials applied at start.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Create or replace a credential from a spec file (JSON or TOML).
+    Put {
+        name: String,
+        /// The spec: `{"issuer": {...}, "policy": {...}}`, or the same in TOML.
+        #[arg(long, short, value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// List credentials.
+    List,
+    /// Show a credential's issuer, policy, versions and rotation state (never its secrets).
+    Show { name: String },
+    /// Delete a credential.
+    Delete { name: String },
+    /// Rotate a credential now.
+    Rotate { name: String },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = || Client::new(&cli.addr);
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Token {
+            ref name,
+            json,
+            ref wait,
+        } => client()?.token(name, json, wait.as_deref()).await,
+        Command::Credential(ref cmd) => match cmd {
+            CredentialCommand::Put { name, file } => client()?.put(name, file).await,
+            CredentialCommand::List => client()?.list().await,
+            CredentialCommand::Show { name } => client()?.show(name).await,
+            CredentialCommand::Delete { name } => client()?.delete(name).await,
+            CredentialCommand::Rotate { name } => client()?.rotate(name).await,
+        },
+    }
+}

@@ -1,0 +1,175 @@
+//! The client side of the CLI: HTTP calls to a baton server, output for people.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// Prints to stdout; a closed pipe (`baton token x | head -c0`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+impl Client {
+    pub fn new(addr: &str) -> anyhow::Result<Client> {
+        let addr = addr.trim_end_matches('/');
+        let base = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client { base, http })
+    }
+
+    /// Sends a request and returns the JSON body of a success, or the server's error message.
+    async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let resp = req.send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach baton at {}: {e}\n(is `baton serve` running? set BATON_ADDR or --addr)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the response")?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        match (
+            body["error"]["message"].as_str(),
+            body["error"]["code"].as_str(),
+        ) {
+            (Some(message), Some(code)) => bail!("{message} ({code}, HTTP {})", status.as_u16()),
+            _ => bail!("the server answered HTTP {status}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn put(&self, name: &str, file: &Path) -> anyhow::Result<ExitCode> {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let spec = parse_spec(file, &text)?;
+        let req = self
+            .http
+            .put(self.url(&format!("/v1/credentials/{name}")))
+            .json(&spec);
+        let body = self.call(req).await?;
+        out(&format!(
+            "credential {name} written (revision {})",
+            body["revision"]
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn list(&self) -> anyhow::Result<ExitCode> {
+        let body = self
+            .call(self.http.get(self.url("/v1/credentials")))
+            .await?;
+        let empty = Vec::new();
+        let rows = body["credentials"].as_array().unwrap_or(&empty);
+        if rows.is_empty() {
+            out("no credentials");
+            return Ok(ExitCode::SUCCESS);
+        }
+        out(&format!(
+            "{:<32} {:<7} {:>7}  {:<24} {:<24}",
+            "NAME", "KIND", "VERSION", "EXPIRES", "NEXT ROTATION"
+        ));
+        for c in rows {
+            let text = |v: &Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+            let version = c["version"]
+                .as_u64()
+                .map_or_else(|| "-".to_owned(), |v| v.to_string());
+            out(&format!(
+                "{:<32} {:<7} {:>7}  {:<24} {:<24}",
+                text(&c["name"]),
+                text(&c["kind"]),
+                version,
+                text(&c["expires_at"]),
+                text(&c["next_rotation_at"]),
+            ));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn show(&self, name: &str) -> anyhow::Result<ExitCode> {
+        let body = self
+            .call(self.http.get(self.url(&format!("/v1/credentials/{name}"))))
+            .await?;
+        out(&serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn delete(&self, name: &str) -> anyhow::Result<ExitCode> {
+        self.call(
+            self.http
+                .delete(self.url(&format!("/v1/credentials/{name}"))),
+        )
+        .await?;
+        out(&format!("credential {name} deleted"));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn rotate(&self, name: &str) -> anyhow::Result<ExitCode> {
+        let url = self.url(&format!("/v1/credentials/{name}/rotate"));
+        let body = self.call(self.http.post(url)).await?;
+        out(&format!(
+            "credential {name} rotated: version {} valid from {} until {}",
+            body["version"],
+            body["not_before"].as_str().unwrap_or("?"),
+            body["expires_at"].as_str().unwrap_or("?"),
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn token(
+        &self,
+        name: &str,
+        json: bool,
+        wait: Option<&str>,
+    ) -> anyhow::Result<ExitCode> {
+        let mut req = self
+            .http
+            .get(self.url(&format!("/v1/credentials/{name}/token")));
+        if let Some(wait) = wait {
+            req = req.query(&[("wait", wait)]);
+        }
+        let body = self.call(req).await?;
+        if json {
+            out(&serde_json::to_string_pretty(&body)?);
+        } else {
+            let token = body["token"]
+                .as_str()
+                .ok_or_else(|| anyhow!("the answer has no token"))?;
+            out(token);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Reads a spec as TOML when the file says so by its extension, as JSON otherwise.
+fn parse_spec(file: &Path, text: &str) -> anyhow::Result<Value> {
+    let is_toml = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if is_toml {
+        let value: toml::Value = toml::from_str(text)
+            .with_context(|| format!("{} is not valid TOML", file.display()))?;
+        return Ok(serde_json::to_value(value)?);
+    }
+    serde_json::from_str(text).with_context(|| format!("{} is not valid JSON", file.display()))
+}

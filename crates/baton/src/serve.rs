@@ -1,0 +1,98 @@
+//! `baton serve`: start a node, its rotation engine and the HTTP API; stop on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use baton_api::ApiConfig;
+use baton_engine::{Engine, EngineConfig};
+use baton_raft::{Node, NodeConfig};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::config::ServeConfig;
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = ServeConfig::from_args(args)?;
+
+    // Bind first: a busy port should fail before anything is written.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+
+    let node = Node::start(NodeConfig {
+        node_id: 1,
+        data_dir: config.data_dir.clone(),
+        advertise: addr.to_string(),
+    })
+    .await
+    .context("cannot start the node")?;
+    let node = Arc::new(node);
+    let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
+    tracing::info!(data_dir = %data_dir.display(), revision = node.state().revision(), "store opened");
+
+    for (name, request) in config.credentials {
+        baton_api::put_credential(&node, &name, request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+            .with_context(|| format!("the config file's credential `{name}` was not applied"))?;
+    }
+
+    let engine = Engine::start(node.clone(), EngineConfig::default());
+    let app = baton_api::router(engine, ApiConfig::default());
+    tracing::info!(
+        "baton {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the HTTP server failed")?;
+
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
+        () = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
