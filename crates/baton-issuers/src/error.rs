@@ -1,0 +1,105 @@
+//! The two ways an issuer fails: a request that cannot become a spec ([`PrepareError`], the
+//! user's to fix), and a spec that cannot mint ([`IssueError`], reported on the rotation).
+//!
+//! Messages are written for the person who wrote the configuration. They name the environment
+//! variable, file or field at fault and never include a token, a key or a file's content.
+
+use std::io;
+use std::path::PathBuf;
+
+use baton_core::{Algorithm, Timestamp};
+
+/// Why a request could not be turned into a spec.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrepareError {
+    #[error("environment variable {name} is not set")]
+    EnvNotSet { name: String },
+
+    #[error("environment variable {name} is not valid UTF-8")]
+    EnvNotUnicode { name: String },
+
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile { path: PathBuf, source: io::Error },
+
+    #[error("{} is not valid UTF-8", path.display())]
+    FileNotUnicode { path: PathBuf },
+
+    /// The key is not a PEM private key this crate can read for the chosen algorithm.
+    #[error(
+        "key: not a {formats} PEM private key for {algorithm:?}",
+        formats = pem_formats(*.algorithm)
+    )]
+    InvalidKey { algorithm: Algorithm },
+
+    /// The key parses, but for the other algorithm.
+    #[error("key: this is {found}, but algorithm is {algorithm:?}")]
+    KeyAlgorithmMismatch {
+        algorithm: Algorithm,
+        found: &'static str,
+    },
+
+    #[error("key: encrypted PEM keys are not supported; decrypt it first")]
+    EncryptedKey,
+
+    #[error("key: RSA keys must have at least {min} bits, this one has {bits}")]
+    RsaKeyTooSmall { bits: usize, min: usize },
+
+    /// The system's random number generator failed.
+    #[error("key: cannot generate a {algorithm:?} key: {reason}")]
+    KeyGeneration {
+        algorithm: Algorithm,
+        reason: String,
+    },
+
+    #[error("key_id: must not be empty")]
+    EmptyKeyId,
+
+    #[error("claims: claim `{claim}` is set by baton")]
+    ReservedClaim { claim: String },
+
+    #[error("claims: `aud` must be a string or a list of strings")]
+    InvalidAudience,
+
+    #[error("static: token is empty")]
+    EmptyToken,
+
+    #[error("static: expires_at `{value}` is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z)")]
+    InvalidExpiresAt { value: String },
+}
+
+fn pem_formats(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::EdDSA => "PKCS#8",
+        Algorithm::RS256 => "PKCS#8 or PKCS#1",
+    }
+}
+
+/// Why a version could not be minted, or a public key not shown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The rotation intent plans a window that ends before it starts.
+    #[error("the planned window [{not_before}, {expires_at}) is empty")]
+    EmptyWindow {
+        not_before: Timestamp,
+        expires_at: Timestamp,
+    },
+
+    /// The static value's own expiry leaves nothing of the planned window.
+    #[error("static: the value expired at {expired_at}, set a new one")]
+    StaticExpired { expired_at: Timestamp },
+
+    /// The stored key does not parse for its algorithm (the spec was not made by `prepare`).
+    #[error("jwt: the stored key is not a valid {algorithm:?} private key")]
+    InvalidStoredKey { algorithm: Algorithm },
+
+    #[error("jwt: signing failed: {reason}")]
+    Signing { reason: String },
+
+    #[error("{kind} credentials have no public key")]
+    NoPublicKey { kind: &'static str },
+
+    #[error("{kind} issuers are not supported by this version of baton")]
+    Unsupported { kind: &'static str },
+}
