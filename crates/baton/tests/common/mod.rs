@@ -1,6 +1,8 @@
 //! A `baton serve` process for black-box tests: real binary, real TCP, real signals.
 #![allow(dead_code)]
 
+pub mod jose;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
