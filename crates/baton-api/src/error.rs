@@ -79,6 +79,9 @@ impl From<CommandError> for ApiError {
             CommandError::RotationInProgress { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "rotation_in_progress", message).retry_after(1)
             }
+            CommandError::MinUseNotReached { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "min_use_not_reached", message)
+            }
             CommandError::NextAlreadyMinted { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "next_already_minted", message)
             }

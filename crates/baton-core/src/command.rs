@@ -109,6 +109,11 @@ pub enum CommandError {
     RotationInProgress { rotation: u64, deadline: Timestamp },
     #[error("version {version} is already minted and becomes valid at {not_before}")]
     NextAlreadyMinted { version: u64, not_before: Timestamp },
+    #[error(
+        "version {version} has been in use for less than min_use; it can be replaced from \
+         {until}"
+    )]
+    MinUseNotReached { version: u64, until: Timestamp },
     #[error("fence {fence} is stale: the open rotation has fence {open:?}")]
     StaleFence { fence: u64, open: Option<u64> },
     #[error("the issued window [{not_before}, {expires_at}) is empty or already over")]

@@ -148,14 +148,37 @@ impl Credential {
         if let Some(retry_at) = self.status.retry_at {
             at = at.max(retry_at);
         }
+        // A rotation cannot begin while a pending `next` exists, nor (when versions may
+        // overlap) replace the current version before `min_use`.
+        if let Some(next) = &self.next {
+            at = at.max(next.not_before);
+        }
+        if let Some(earliest) = self.min_use_until() {
+            at = at.max(earliest);
+        }
         Due::Start { at }
     }
 
+    /// Under `overlap = allowed`, the instant before which a new version would replace the
+    /// current one too early; `None` when nothing holds a rotation back.
+    pub(crate) fn min_use_until(&self) -> Option<Timestamp> {
+        if self.policy.overlap != Overlap::Allowed || self.rotate_requested {
+            return None;
+        }
+        self.current
+            .as_ref()
+            .map(|c| c.not_before.add(self.policy.min_use))
+    }
+
     /// The window a rotation started at `now` plans for the new version.
+    ///
+    /// Windows are whole seconds. Under `overlap = none` the new window starts no earlier than
+    /// the current version's end, rounded up to a second when an issuer chose a finer one.
     pub(crate) fn plan_window(&self, now: Timestamp) -> (Timestamp, Timestamp) {
+        let floor = now.floor_secs();
         let not_before = match (self.policy.overlap, &self.current) {
-            (Overlap::None, Some(c)) if c.expires_at > now => c.expires_at,
-            _ => now.floor_secs(),
+            (Overlap::None, Some(c)) => floor.max(c.expires_at.ceil_secs()),
+            _ => floor,
         };
         (not_before, not_before.add(self.policy.lifetime))
     }

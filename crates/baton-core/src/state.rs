@@ -46,12 +46,19 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
 }
 
 impl State {
-    /// Applies one command at log index `revision`. A refused command changes nothing.
+    /// Applies one command at log index `revision`. A refused command changes nothing, not
+    /// even the clock.
     pub fn apply(&mut self, revision: u64, cmd: Command) -> Response {
         let now = cmd.now.max(self.clock);
-        self.clock = now;
+        let response = self.apply_at(revision, now, cmd.op);
+        if response.is_ok() {
+            self.clock = now;
+        }
+        response
+    }
 
-        match cmd.op {
+    fn apply_at(&mut self, revision: u64, now: Timestamp, op: Op) -> Response {
+        match op {
             Op::PutCredential {
                 name,
                 issuer,
@@ -66,7 +73,7 @@ impl State {
                 reason,
             } => {
                 let fence = self.next_fence + 1;
-                let intent = self.get_mut(&name)?.begin(now, deadline, reason, fence)?;
+                let intent = self.update(&name, |c| c.begin(now, deadline, reason, fence))?;
                 self.next_fence = fence;
                 Ok(Output::RotationStarted(intent))
             }
@@ -84,21 +91,31 @@ impl State {
                     not_before,
                     expires_at,
                 };
-                self.get_mut(&name)?.commit(now, fence, minted)
+                self.update(&name, |c| c.commit(now, fence, minted))
             }
             Op::FailRotation {
                 name,
                 fence,
                 error,
                 retry_at,
-            } => self.get_mut(&name)?.fail(now, fence, error, retry_at),
+            } => self.update(&name, |c| c.fail(now, fence, error, retry_at)),
         }
     }
 
-    fn get_mut(&mut self, name: &str) -> Result<&mut Credential, CommandError> {
-        self.credentials
-            .get_mut(name)
-            .ok_or_else(|| CommandError::NotFound(name.to_owned()))
+    /// Runs `f` on a copy of the credential and keeps the copy only if `f` succeeds.
+    fn update<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Credential) -> Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
+        let current = self
+            .credentials
+            .get(name)
+            .ok_or_else(|| CommandError::NotFound(name.to_owned()))?;
+        let mut copy = current.clone();
+        let out = f(&mut copy)?;
+        self.credentials.insert(name.to_owned(), copy);
+        Ok(out)
     }
 
     fn put(
@@ -185,6 +202,10 @@ impl Credential {
                 version: next.number,
                 not_before: next.not_before,
             });
+        }
+        if let Some(until) = self.min_use_until().filter(|until| now < *until) {
+            let version = self.current.as_ref().map_or(0, |c| c.number);
+            return Err(CommandError::MinUseNotReached { version, until });
         }
 
         let (not_before, expires_at) = self.plan_window(now);

@@ -40,6 +40,14 @@ impl Timestamp {
         Timestamp(self.0 - self.0 % 1000)
     }
 
+    /// This instant rounded up to a whole second.
+    pub const fn ceil_secs(self) -> Self {
+        match self.0 % 1000 {
+            0 => self,
+            r => Timestamp(self.0.saturating_add(1000 - r)),
+        }
+    }
+
     pub const fn add(self, d: Secs) -> Self {
         Timestamp(self.0.saturating_add(d.as_millis()))
     }
