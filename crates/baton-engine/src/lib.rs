@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use baton_raft::Node;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 pub use metrics::EngineMetrics;
 pub use rotation::{RotateError, Rotated};
@@ -65,6 +65,8 @@ struct Inner {
     running: Mutex<HashSet<String>>,
     /// Tells the scheduler that a rotation ended, so it plans the next one.
     done: mpsc::UnboundedSender<String>,
+    /// Wakes manual rotations waiting for a running one to end.
+    released: Notify,
     metrics: EngineMetrics,
 }
 
@@ -78,6 +80,7 @@ impl Engine {
             config,
             running: Mutex::new(HashSet::new()),
             done,
+            released: Notify::new(),
             metrics: EngineMetrics::default(),
         });
         let engine = Engine { inner };
@@ -131,5 +134,6 @@ impl Drop for Claim {
             .remove(&self.name);
         // The scheduler is gone only when the runtime stops.
         let _ = inner.done.send(std::mem::take(&mut self.name));
+        inner.released.notify_waiters();
     }
 }

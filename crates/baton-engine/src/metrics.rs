@@ -1,22 +1,33 @@
 //! The engine's Prometheus metrics.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// How a rotation ended, as the `outcome` label says it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Success,
     Failure,
     Refused,
 }
 
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RotationLabels {
     pub credential: String,
-    pub outcome: Outcome,
+    pub outcome: &'static str,
 }
 
 /// Rotations by credential and outcome, and how long they take.
@@ -53,7 +64,7 @@ impl EngineMetrics {
     pub(crate) fn record(&self, credential: &str, outcome: Outcome) {
         let labels = RotationLabels {
             credential: credential.to_owned(),
-            outcome,
+            outcome: outcome.label(),
         };
         self.rotations.get_or_create(&labels).inc();
     }

@@ -50,9 +50,22 @@ impl From<ProposeError> for RotateError {
 }
 
 impl Engine {
-    /// Rotates `name` now, as `POST /v1/credentials/{name}/rotate` asks.
+    /// Rotates `name` now, as `POST /v1/credentials/{name}/rotate` asks. If a rotation of
+    /// `name` is running on this node, waits for it to end (at most the intent timeout), then
+    /// rotates again.
     pub async fn rotate_now(&self, name: &str) -> Result<Rotated, RotateError> {
-        self.rotate(name, RotationReason::Manual).await
+        let give_up = tokio::time::Instant::now() + self.inner.config.intent_timeout;
+        loop {
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.rotate(name, RotationReason::Manual).await {
+                Err(RotateError::InProgress(_)) if tokio::time::Instant::now() < give_up => {
+                    let _ = tokio::time::timeout_at(give_up, released).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(credential = %name, ?reason))]
