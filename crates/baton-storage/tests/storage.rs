@@ -32,14 +32,20 @@ fn passes_the_openraft_storage_suite() {
 fn entry(index: u64, op: Op) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Command { now: Timestamp::from_secs(1_000 + index), op }),
+        payload: EntryPayload::Normal(Command {
+            now: Timestamp::from_secs(1_000 + index),
+            op,
+        }),
     }
 }
 
 fn put(name: &str) -> Op {
     Op::PutCredential {
         name: name.to_owned(),
-        issuer: IssuerSpec::Static(StaticSpec { token: Secret::new("s3cret"), expires_at: None }),
+        issuer: IssuerSpec::Static(StaticSpec {
+            token: Secret::new("s3cret"),
+            expires_at: None,
+        }),
         policy: Policy::from_request(&PolicyRequest::default()).expect("default policy"),
     }
 }
@@ -63,17 +69,35 @@ async fn applied_state_survives_reopening() {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], None)),
         };
-        let entries = vec![membership, entry(2, put("a")), entry(3, put("b")), entry(4, begin("a"))];
+        let entries = vec![
+            membership,
+            entry(2, put("a")),
+            entry(3, put("b")),
+            entry(4, begin("a")),
+        ];
         let out = sm.apply(entries).await.expect("apply");
-        assert!(matches!(out[3], Ok(Output::RotationStarted(_))), "{:?}", out[3]);
-        let out = sm.apply(vec![entry(5, Op::DeleteCredential { name: "b".into() })]).await;
-        assert_eq!(out.expect("apply"), vec![Ok(Output::Deleted { existed: true })]);
+        assert!(
+            matches!(out[3], Ok(Output::RotationStarted(_))),
+            "{:?}",
+            out[3]
+        );
+        let out = sm
+            .apply(vec![entry(5, Op::DeleteCredential { name: "b".into() })])
+            .await;
+        assert_eq!(
+            out.expect("apply"),
+            vec![Ok(Output::Deleted { existed: true })]
+        );
         assert_eq!(shared.revision(), 5);
         shared.read(Clone::clone)
     };
 
     let (_, mut sm, shared) = baton_storage::open(&path).expect("reopen");
-    assert_eq!(shared.read(Clone::clone), before, "the state read back differs");
+    assert_eq!(
+        shared.read(Clone::clone),
+        before,
+        "the state read back differs"
+    );
     assert_eq!(shared.revision(), 5);
     let (applied, membership) = sm.applied_state().await.expect("applied state");
     assert_eq!(applied.map(|id| id.index), Some(5));
@@ -86,7 +110,14 @@ async fn a_snapshot_restores_the_state_elsewhere() {
     let source_dir = tempfile::tempdir().expect("temp dir");
     let (_, mut source, source_state) =
         baton_storage::open(&source_dir.path().join("baton.redb")).expect("open");
-    source.apply(vec![entry(1, put("a")), entry(2, put("b")), entry(3, begin("b"))]).await.expect("apply");
+    source
+        .apply(vec![
+            entry(1, put("a")),
+            entry(2, put("b")),
+            entry(3, begin("b")),
+        ])
+        .await
+        .expect("apply");
     let snapshot = source.build_snapshot().await.expect("snapshot");
 
     let target_dir = tempfile::tempdir().expect("temp dir");
@@ -94,13 +125,26 @@ async fn a_snapshot_restores_the_state_elsewhere() {
     {
         let (_, mut target, _) = baton_storage::open(&path).expect("open");
         // The target knew a credential the snapshot does not have: it must disappear.
-        target.apply(vec![entry(1, put("stale"))]).await.expect("apply");
-        target.install_snapshot(&snapshot.meta, snapshot.snapshot).await.expect("install");
+        target
+            .apply(vec![entry(1, put("stale"))])
+            .await
+            .expect("apply");
+        target
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
     }
 
     let (_, mut target, target_state) = baton_storage::open(&path).expect("reopen");
-    assert_eq!(target_state.read(Clone::clone), source_state.read(Clone::clone));
+    assert_eq!(
+        target_state.read(Clone::clone),
+        source_state.read(Clone::clone)
+    );
     assert_eq!(target_state.revision(), 3);
-    let current = target.get_current_snapshot().await.expect("read").expect("a snapshot");
+    let current = target
+        .get_current_snapshot()
+        .await
+        .expect("read")
+        .expect("a snapshot");
     assert_eq!(current.meta.last_log_id.map(|id| id.index), Some(3));
 }

@@ -15,13 +15,18 @@ const READERS: usize = 200;
 const MIN_REMAINING_MS: u64 = 1000;
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
 }
 
 fn parse_time(v: &Value) -> u64 {
     let text = v.as_str().expect("a time string");
     let t = humantime::parse_rfc3339(text).expect("RFC 3339");
-    t.duration_since(UNIX_EPOCH).expect("after the epoch").as_millis() as u64
+    t.duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_millis() as u64
 }
 
 /// One successful token read, as a reader saw it.
@@ -129,9 +134,18 @@ fn versions_of(reads: &[Read]) -> BTreeMap<u64, (String, u64, u64)> {
         std::iter::once(current).chain(r.next.clone())
     });
     for (version, token, nb, exp) in seen {
-        let entry = versions.entry(version).or_insert_with(|| (token.clone(), nb, exp));
-        assert_eq!(entry.0, token, "version {version} was served with two different tokens");
-        assert_eq!((entry.1, entry.2), (nb, exp), "version {version} changed its window");
+        let entry = versions
+            .entry(version)
+            .or_insert_with(|| (token.clone(), nb, exp));
+        assert_eq!(
+            entry.0, token,
+            "version {version} was served with two different tokens"
+        );
+        assert_eq!(
+            (entry.1, entry.2),
+            (nb, exp),
+            "version {version} changed its window"
+        );
     }
     versions
 }
@@ -139,16 +153,29 @@ fn versions_of(reads: &[Read]) -> BTreeMap<u64, (String, u64, u64)> {
 /// Checks every distinct token with `jose` against the JWKS, as of the middle of its window,
 /// and that its claims carry the window baton reported.
 fn verify_with_jose(jwks: &Value, versions: &BTreeMap<u64, (String, u64, u64)>, exact_nbf: bool) {
-    let tokens: Vec<(String, u64)> =
-        versions.values().map(|(t, nb, exp)| (t.clone(), (nb + exp) / 2)).collect();
+    let tokens: Vec<(String, u64)> = versions
+        .values()
+        .map(|(t, nb, exp)| (t.clone(), (nb + exp) / 2))
+        .collect();
     let results = jose::verify(jwks, &tokens);
     for ((version, (_, nb, exp)), result) in versions.iter().zip(results) {
-        assert_eq!(result["ok"], true, "jose refused version {version}: {result}");
+        assert_eq!(
+            result["ok"], true,
+            "jose refused version {version}: {result}"
+        );
         let payload = &result["payload"];
-        assert_eq!(payload["exp"].as_u64(), Some(exp / 1000), "exp of version {version}");
+        assert_eq!(
+            payload["exp"].as_u64(),
+            Some(exp / 1000),
+            "exp of version {version}"
+        );
         let nbf = payload["nbf"].as_u64().expect("nbf");
         if exact_nbf {
-            assert_eq!(nbf, nb / 1000, "overlap = none: nbf is the version's not_before");
+            assert_eq!(
+                nbf,
+                nb / 1000,
+                "overlap = none: nbf is the version's not_before"
+            );
         } else {
             assert!(nbf <= nb / 1000, "nbf is never later than not_before");
         }
@@ -190,7 +217,11 @@ async fn readers_get_one_fresh_token_per_version_through_rotations_and_a_kill_9(
     stop.store(true, Ordering::Relaxed);
     let log = collect(readers).await;
 
-    assert!(log.statuses.is_empty(), "readers got errors: {:?}", log.statuses);
+    assert!(
+        log.statuses.is_empty(),
+        "readers got errors: {:?}",
+        log.statuses
+    );
     assert!(log.reads.len() > 1000, "too few reads: {}", log.reads.len());
 
     // One token per version, no version lost across the kill.
@@ -198,18 +229,41 @@ async fn readers_get_one_fresh_token_per_version_through_rotations_and_a_kill_9(
     let numbers: Vec<u64> = versions.keys().copied().collect();
     let expected: Vec<u64> = (1..=*numbers.last().expect("some version")).collect();
     assert_eq!(numbers, expected, "versions must be contiguous from 1");
-    assert!(numbers.len() >= 4, "at least three rotations expected, saw {numbers:?}");
+    assert!(
+        numbers.len() >= 4,
+        "at least three rotations expected, saw {numbers:?}"
+    );
 
     // Rotation resumed on schedule after the restart: versions newer than the last one read
     // before the kill were read after it.
-    let last_before = log.reads.iter().filter(|r| r.finished_ms < before_kill).map(|r| r.version).max();
-    let last_after = log.reads.iter().filter(|r| r.started_ms > restarted_at).map(|r| r.version).max();
-    let (last_before, last_after) = (last_before.expect("reads before"), last_after.expect("reads after"));
-    assert!(last_after >= last_before + 2, "rotation did not resume: {last_before} then {last_after}");
+    let last_before = log
+        .reads
+        .iter()
+        .filter(|r| r.finished_ms < before_kill)
+        .map(|r| r.version)
+        .max();
+    let last_after = log
+        .reads
+        .iter()
+        .filter(|r| r.started_ms > restarted_at)
+        .map(|r| r.version)
+        .max();
+    let (last_before, last_after) = (
+        last_before.expect("reads before"),
+        last_after.expect("reads after"),
+    );
+    assert!(
+        last_after >= last_before + 2,
+        "rotation did not resume: {last_before} then {last_after}"
+    );
 
     // Nobody got a token that was expired, or within min_remaining of its expiry.
     for r in &log.reads {
-        assert!(r.not_before <= r.finished_ms, "version {} read before its window", r.version);
+        assert!(
+            r.not_before <= r.finished_ms,
+            "version {} read before its window",
+            r.version
+        );
         assert!(
             r.expires_at >= r.started_ms + MIN_REMAINING_MS,
             "version {} read at {} with less than min_remaining left (expires {})",
@@ -259,19 +313,33 @@ async fn overlap_none_versions_never_overlap_and_next_is_published_ahead() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     stop.store(true, Ordering::Relaxed);
     let log = collect(readers).await;
-    assert!(log.statuses.is_empty(), "readers got errors: {:?}", log.statuses);
+    assert!(
+        log.statuses.is_empty(),
+        "readers got errors: {:?}",
+        log.statuses
+    );
 
     let versions = versions_of(&log.reads);
-    assert!(versions.len() >= 3, "at least two rotations expected, saw {:?}", versions.keys());
+    assert!(
+        versions.len() >= 3,
+        "at least two rotations expected, saw {:?}",
+        versions.keys()
+    );
     for ((a, (_, _, a_exp)), (b, (_, b_nb, _))) in versions.iter().zip(versions.iter().skip(1)) {
         assert_eq!(b, &(a + 1));
-        assert_eq!(b_nb, a_exp, "version {b} must start exactly when version {a} expires");
+        assert_eq!(
+            b_nb, a_exp,
+            "version {b} must start exactly when version {a} expires"
+        );
     }
 
     // Near the end of a version, readers get the next one with it, to switch on their own.
     let mut saw_next = false;
     for r in &log.reads {
-        assert!(r.not_before <= r.finished_ms && r.started_ms < r.expires_at, "{r:?}");
+        assert!(
+            r.not_before <= r.finished_ms && r.started_ms < r.expires_at,
+            "{r:?}"
+        );
         if let Some((version, _, nb, _)) = &r.next {
             saw_next = true;
             assert_eq!(*version, r.version + 1);
