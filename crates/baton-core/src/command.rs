@@ -47,6 +47,38 @@ pub enum Op {
         not_before: Timestamp,
         expires_at: Timestamp,
     },
+    /// Grants the lease to `holder` if it is free or expired. Asked again by the holder of a
+    /// live grant, it renews that grant and answers the same fence, so a retry is harmless.
+    AcquireLease {
+        name: String,
+        holder: String,
+        ttl_ms: u64,
+    },
+    /// Extends a live grant; refused unless `holder` holds it under `fence`.
+    RenewLease {
+        name: String,
+        holder: String,
+        fence: u64,
+    },
+    /// Ends a grant; refused unless `holder` holds (or was the last to hold) it under `fence`.
+    ReleaseLease {
+        name: String,
+        holder: String,
+        fence: u64,
+    },
+    /// Writes a key. With `if_revision`, only if the key's revision is that (0: absent). With
+    /// `lease`, only while that grant is live; the key disappears when the grant ends.
+    PutKv {
+        key: String,
+        value: serde_json::Value,
+        if_revision: Option<u64>,
+        lease: Option<crate::LeaseRef>,
+    },
+    /// Deletes a key, with the same `if_revision` condition as `PutKv`.
+    DeleteKv {
+        key: String,
+        if_revision: Option<u64>,
+    },
     /// The issuer failed for the intent with this fence; try again no earlier than `retry_at`.
     FailRotation {
         name: String,
@@ -57,14 +89,18 @@ pub enum Op {
 }
 
 impl Op {
-    /// The credential the operation is about.
-    pub fn credential(&self) -> &str {
+    /// The name the operation is about: a credential, a lease or a key.
+    pub fn target(&self) -> &str {
         match self {
             Op::PutCredential { name, .. }
             | Op::DeleteCredential { name }
             | Op::BeginRotation { name, .. }
             | Op::CommitRotation { name, .. }
-            | Op::FailRotation { name, .. } => name,
+            | Op::FailRotation { name, .. }
+            | Op::AcquireLease { name, .. }
+            | Op::RenewLease { name, .. }
+            | Op::ReleaseLease { name, .. } => name,
+            Op::PutKv { key, .. } | Op::DeleteKv { key, .. } => key,
         }
     }
 }
@@ -91,6 +127,28 @@ pub enum Output {
     RotationFailed {
         attempts: u32,
     },
+    /// `renewed`: the holder already held it, and the grant was extended.
+    LeaseGranted {
+        fence: u64,
+        expires_at: Timestamp,
+        renewed: bool,
+    },
+    LeaseRenewed {
+        fence: u64,
+        expires_at: Timestamp,
+    },
+    /// `released` is false when the grant had already ended (a retried release).
+    LeaseReleased {
+        fence: u64,
+        released: bool,
+    },
+    KvPut {
+        revision: u64,
+        created: bool,
+    },
+    KvDeleted {
+        existed: bool,
+    },
 }
 
 /// A command the state machine refused. Nothing was changed.
@@ -114,6 +172,41 @@ pub enum CommandError {
          {until}"
     )]
     MinUseNotReached { version: u64, until: Timestamp },
+    #[error("lease `{name}` is held by `{holder}` until {expires_at}")]
+    LeaseHeld {
+        name: String,
+        holder: String,
+        expires_at: Timestamp,
+    },
+    #[error(
+        "not owner: lease `{name}` is not held by this holder with fence {fence} \
+         (current fence: {current:?})"
+    )]
+    NotOwner {
+        name: String,
+        fence: u64,
+        current: Option<u64>,
+    },
+    #[error("lease `{name}` with fence {fence} expired at {expired_at}; acquire it again")]
+    LeaseExpired {
+        name: String,
+        fence: u64,
+        expired_at: Timestamp,
+    },
+    #[error("ttl must lie within [{min_ms} ms, {max_ms} ms], got {ttl_ms} ms")]
+    InvalidTtl {
+        ttl_ms: u64,
+        min_ms: u64,
+        max_ms: u64,
+    },
+    #[error("invalid holder: 1 to 256 characters expected")]
+    InvalidHolder,
+    #[error("key `{key}` is at revision {actual:?}, not {expected}")]
+    RevisionMismatch {
+        key: String,
+        expected: u64,
+        actual: Option<u64>,
+    },
     #[error("fence {fence} is stale: the open rotation has fence {open:?}")]
     StaleFence { fence: u64, open: Option<u64> },
     #[error("the issued window [{not_before}, {expires_at}) is empty or already over")]

@@ -106,6 +106,16 @@ pub struct TokenView<'a> {
     pub refresh_at: Timestamp,
 }
 
+impl crate::lease::Exclusive for Intent {
+    fn fence(&self) -> u64 {
+        self.fence
+    }
+
+    fn expires_at(&self) -> Timestamp {
+        self.deadline
+    }
+}
+
 impl Credential {
     /// `(current, next)` as they are at `now`: a `next` whose window has started is current.
     pub fn effective(&self, now: Timestamp) -> (Option<&Version>, Option<&Version>) {

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lease;
 use crate::{
-    Command, CommandError, Credential, Intent, IssuerSpec, Op, Output, Policy, Response,
-    RotationReason, RotationStatus, Secret, Timestamp, Version,
+    Command, CommandError, Credential, Intent, IssuerSpec, KvEntry, Lease, Op, Output, Policy,
+    Response, RotationReason, RotationStatus, Secret, Timestamp, Version,
 };
 
 /// Everything baton replicates.
@@ -19,6 +20,20 @@ pub struct State {
     /// The latest command time applied. Command times are clamped to it, so the state
     /// machine's time never goes backwards even if a leader's clock does.
     pub clock: Timestamp,
+    /// Leases by name. A lease stays after its grant ends, to keep its last fence.
+    #[serde(default)]
+    pub leases: BTreeMap<String, Lease>,
+    /// Key-value entries by key.
+    #[serde(default)]
+    pub kv: BTreeMap<String, KvEntry>,
+}
+
+/// Something a command changed, for storage to persist and watchers to hear of.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Changed {
+    Credential(String),
+    Lease(String),
+    Kv(String),
 }
 
 /// A credential name that does not match `[A-Za-z0-9._-]{1,128}`.
@@ -49,16 +64,49 @@ impl State {
     /// Applies one command at log index `revision`. A refused command changes nothing, not
     /// even the clock.
     pub fn apply(&mut self, revision: u64, cmd: Command) -> Response {
-        let now = cmd.now.max(self.clock);
-        let response = self.apply_at(revision, now, cmd.op);
-        if response.is_ok() {
-            self.clock = now;
-        }
-        response
+        self.apply_tracked(revision, cmd, &mut Vec::new())
     }
 
-    fn apply_at(&mut self, revision: u64, now: Timestamp, op: Op) -> Response {
-        match op {
+    /// [`State::apply`], also pushing onto `changed` what the command changed.
+    pub fn apply_tracked(
+        &mut self,
+        revision: u64,
+        cmd: Command,
+        changed: &mut Vec<Changed>,
+    ) -> Response {
+        let now = cmd.now.max(self.clock);
+        let target = cmd.op.target().to_owned();
+        let is_credential_op = matches!(
+            cmd.op,
+            Op::PutCredential { .. }
+                | Op::DeleteCredential { .. }
+                | Op::BeginRotation { .. }
+                | Op::CommitRotation { .. }
+                | Op::FailRotation { .. }
+        );
+        let response = match cmd.op {
+            Op::AcquireLease {
+                name,
+                holder,
+                ttl_ms,
+            } => self.acquire_lease(revision, now, name, holder, ttl_ms, changed),
+            Op::RenewLease {
+                name,
+                holder,
+                fence,
+            } => self.renew_lease(revision, now, &name, &holder, fence, changed),
+            Op::ReleaseLease {
+                name,
+                holder,
+                fence,
+            } => self.release_lease(revision, &name, &holder, fence, changed),
+            Op::PutKv {
+                key,
+                value,
+                if_revision,
+                lease,
+            } => self.put_kv(revision, now, key, value, if_revision, lease, changed),
+            Op::DeleteKv { key, if_revision } => self.delete_kv(now, &key, if_revision, changed),
             Op::PutCredential {
                 name,
                 issuer,
@@ -99,7 +147,14 @@ impl State {
                 error,
                 retry_at,
             } => self.update(&name, |c| c.fail(now, fence, error, retry_at)),
+        };
+        if response.is_ok() {
+            if is_credential_op {
+                changed.push(Changed::Credential(target));
+            }
+            self.clock = now;
         }
+        response
     }
 
     /// Runs `f` on a copy of the credential and keeps the copy only if `f` succeeds.
@@ -189,14 +244,11 @@ impl Credential {
         fence: u64,
     ) -> Result<Intent, CommandError> {
         self.settle(now);
-        if let Some(open) = &self.rotation {
-            if open.deadline > now {
-                return Err(CommandError::RotationInProgress {
-                    rotation: open.rotation,
-                    deadline: open.deadline,
-                });
-            }
-        }
+        // One rotation at a time: the intent is a hold on the credential's rotation slot.
+        lease::claim(&self.rotation, now).map_err(|open| CommandError::RotationInProgress {
+            rotation: open.rotation,
+            deadline: open.deadline,
+        })?;
         if let Some(next) = &self.next {
             return Err(CommandError::NextAlreadyMinted {
                 version: next.number,
@@ -224,15 +276,9 @@ impl Credential {
 
     fn commit(&mut self, now: Timestamp, fence: u64, minted: Minted) -> Response {
         self.settle(now);
-        let intent = match &self.rotation {
-            Some(open) if open.fence == fence => open.clone(),
-            open => {
-                return Err(CommandError::StaleFence {
-                    fence,
-                    open: open.as_ref().map(|i| i.fence),
-                })
-            }
-        };
+        let intent = lease::owned(&self.rotation, fence)
+            .map_err(|open| CommandError::StaleFence { fence, open })?
+            .clone();
 
         // Never trust a version past max_lifetime, whatever the issuer said.
         let cap = minted.not_before.add(self.policy.max_lifetime);
@@ -284,15 +330,8 @@ impl Credential {
 
     fn fail(&mut self, now: Timestamp, fence: u64, error: String, retry_at: Timestamp) -> Response {
         self.settle(now);
-        match &self.rotation {
-            Some(open) if open.fence == fence => {}
-            open => {
-                return Err(CommandError::StaleFence {
-                    fence,
-                    open: open.as_ref().map(|i| i.fence),
-                })
-            }
-        }
+        lease::owned(&self.rotation, fence)
+            .map_err(|open| CommandError::StaleFence { fence, open })?;
         self.rotation = None;
         self.status.attempts = self.status.attempts.saturating_add(1);
         self.status.last_error = Some(error);

@@ -44,6 +44,10 @@ const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 /// Credentials by name.
 const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+/// Leases by name.
+const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+/// Key-value entries by key.
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
 /// The store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,8 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     tx.open_table(LOG_META)?;
     tx.open_table(SM_META)?;
     tx.open_table(CREDENTIALS)?;
+    tx.open_table(LEASES)?;
+    tx.open_table(KV)?;
     tx.commit()?;
     Ok(())
 }

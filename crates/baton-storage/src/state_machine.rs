@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use baton_core::{Credential, Output, Response, State};
+use baton_core::{Changed, Credential, KvEntry, Lease, Output, Response, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
@@ -13,7 +13,7 @@ use openraft::{
 use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use crate::{io_error, SharedState, TypeConfig, CREDENTIALS, SM_META};
+use crate::{io_error, SharedState, TypeConfig, CREDENTIALS, KV, LEASES, SM_META};
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
 type Membership = StoredMembership<u64, openraft::BasicNode>;
@@ -32,6 +32,10 @@ struct Applied {
 struct SnapshotData {
     applied: Applied,
     credentials: Vec<Credential>,
+    #[serde(default)]
+    leases: Vec<Lease>,
+    #[serde(default)]
+    kv: Vec<KvEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,14 +67,14 @@ impl StateMachineStore {
             clock: applied.clock,
             ..State::default()
         };
-        let table = tx.open_table(CREDENTIALS).map_err(|e| e.to_string())?;
-        for item in table.iter().map_err(|e| e.to_string())? {
-            let (_, value) = item.map_err(|e| e.to_string())?;
-            let credential: Credential =
-                serde_json::from_slice(value.value()).map_err(|e| e.to_string())?;
-            state
-                .credentials
-                .insert(credential.name.clone(), credential);
+        for c in read_all::<Credential>(&tx, CREDENTIALS)? {
+            state.credentials.insert(c.name.clone(), c);
+        }
+        for l in read_all::<Lease>(&tx, LEASES)? {
+            state.leases.insert(l.name.clone(), l);
+        }
+        for e in read_all::<KvEntry>(&tx, KV)? {
+            state.kv.insert(e.key.clone(), e);
         }
 
         let revision = applied.last_applied.map_or(0, |id| id.index);
@@ -85,25 +89,27 @@ impl StateMachineStore {
         ))
     }
 
+    /// Writes what `changed` names, as it is in `state`, and the bookkeeping.
     fn persist(
         &self,
         tx: &WriteTransaction,
         state: &State,
-        changed: &BTreeSet<String>,
+        changed: &BTreeSet<Changed>,
     ) -> Result<(), openraft::AnyError> {
-        let mut table = tx.open_table(CREDENTIALS).map_err(io_error)?;
-        for name in changed {
-            match state.credentials.get(name) {
-                Some(c) => {
-                    let bytes = serde_json::to_vec(c).map_err(io_error)?;
-                    table
-                        .insert(name.as_str(), bytes.as_slice())
-                        .map_err(io_error)?;
-                }
-                None => {
-                    table.remove(name.as_str()).map_err(io_error)?;
-                }
+        let mut credentials = tx.open_table(CREDENTIALS).map_err(io_error)?;
+        let mut leases = tx.open_table(LEASES).map_err(io_error)?;
+        let mut kv = tx.open_table(KV).map_err(io_error)?;
+        for change in changed {
+            let (table, key, value) = match change {
+                Changed::Credential(k) => (&mut credentials, k, to_json(state.credentials.get(k))?),
+                Changed::Lease(k) => (&mut leases, k, to_json(state.leases.get(k))?),
+                Changed::Kv(k) => (&mut kv, k, to_json(state.kv.get(k))?),
+            };
+            match value {
+                Some(bytes) => table.insert(key.as_str(), bytes.as_slice()).map(drop),
+                None => table.remove(key.as_str()).map(drop),
             }
+            .map_err(io_error)?;
         }
         let bytes = serde_json::to_vec(&self.applied).map_err(io_error)?;
         tx.open_table(SM_META)
@@ -118,22 +124,17 @@ impl StateMachineStore {
         entries: impl IntoIterator<Item = Entry<TypeConfig>>,
     ) -> Result<Vec<Response>, openraft::AnyError> {
         let shared = self.shared.clone();
-        let mut changed = BTreeSet::new();
+        let mut changed = Vec::new();
         let mut responses = Vec::new();
 
         let tx = self.db.begin_write().map_err(io_error)?;
-        shared.write(|state| -> Result<(), openraft::AnyError> {
+        let changed = shared.write(|state| -> Result<BTreeSet<Changed>, openraft::AnyError> {
             for entry in entries {
                 self.applied.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Ok(Output::None),
                     EntryPayload::Normal(cmd) => {
-                        let name = cmd.op.credential().to_owned();
-                        let response = state.apply(entry.log_id.index, cmd);
-                        if response.is_ok() {
-                            changed.insert(name);
-                        }
-                        response
+                        state.apply_tracked(entry.log_id.index, cmd, &mut changed)
                     }
                     EntryPayload::Membership(m) => {
                         self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -144,23 +145,24 @@ impl StateMachineStore {
             }
             self.applied.next_fence = state.next_fence;
             self.applied.clock = state.clock;
-            self.persist(&tx, state, &changed)
+            let changed: BTreeSet<Changed> = changed.drain(..).collect();
+            self.persist(&tx, state, &changed)?;
+            Ok(changed)
         })?;
         tx.commit().map_err(io_error)?;
 
         let revision = self.applied.last_applied.map_or(0, |id| id.index);
-        shared.publish(revision, changed.iter().map(String::as_str));
+        shared.publish(revision, credential_names(&changed));
         Ok(responses)
     }
 
     fn snapshot_bytes(&self) -> Result<Vec<u8>, openraft::AnyError> {
-        let credentials = self
-            .shared
-            .read(|s| s.credentials.values().cloned().collect());
-        let data = SnapshotData {
+        let data = self.shared.read(|s| SnapshotData {
             applied: self.applied.clone(),
-            credentials,
-        };
+            credentials: s.credentials.values().cloned().collect(),
+            leases: s.leases.values().cloned().collect(),
+            kv: s.kv.values().cloned().collect(),
+        });
         serde_json::to_vec(&data).map_err(io_error)
     }
 
@@ -188,13 +190,16 @@ impl StateMachineStore {
         for c in snapshot.credentials {
             state.credentials.insert(c.name.clone(), c);
         }
+        for l in snapshot.leases {
+            state.leases.insert(l.name.clone(), l);
+        }
+        for e in snapshot.kv {
+            state.kv.insert(e.key.clone(), e);
+        }
 
         // Everything that existed before or exists now may have changed.
-        let mut changed: BTreeSet<String> = state.credentials.keys().cloned().collect();
-        changed.extend(
-            self.shared
-                .read(|s| s.credentials.keys().cloned().collect::<Vec<_>>()),
-        );
+        let mut changed = all_keys(&state);
+        changed.extend(self.shared.read(all_keys));
 
         self.applied = snapshot.applied;
         self.applied.last_applied = meta.last_log_id;
@@ -209,8 +214,7 @@ impl StateMachineStore {
 
         self.shared.write(|s| *s = state);
         let revision = self.applied.last_applied.map_or(0, |id| id.index);
-        self.shared
-            .publish(revision, changed.iter().map(String::as_str));
+        self.shared.publish(revision, credential_names(&changed));
         Ok(())
     }
 
@@ -224,6 +228,39 @@ impl StateMachineStore {
             .map(Some)
             .map_err(io_error)
     }
+}
+
+fn to_json<T: Serialize>(value: Option<&T>) -> Result<Option<Vec<u8>>, openraft::AnyError> {
+    value
+        .map(|v| serde_json::to_vec(v).map_err(io_error))
+        .transpose()
+}
+
+fn read_all<T: serde::de::DeserializeOwned>(
+    tx: &redb::ReadTransaction,
+    table: redb::TableDefinition<&str, &[u8]>,
+) -> Result<Vec<T>, String> {
+    let table = tx.open_table(table).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for item in table.iter().map_err(|e| e.to_string())? {
+        let (_, value) = item.map_err(|e| e.to_string())?;
+        out.push(serde_json::from_slice(value.value()).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+fn all_keys(state: &State) -> BTreeSet<Changed> {
+    let credentials = state.credentials.keys().cloned().map(Changed::Credential);
+    let leases = state.leases.keys().cloned().map(Changed::Lease);
+    let kv = state.kv.keys().cloned().map(Changed::Kv);
+    credentials.chain(leases).chain(kv).collect()
+}
+
+fn credential_names(changed: &BTreeSet<Changed>) -> impl Iterator<Item = &str> {
+    changed.iter().filter_map(|c| match c {
+        Changed::Credential(name) => Some(name.as_str()),
+        _ => None,
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
