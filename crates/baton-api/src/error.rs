@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which retrying makes sense (`Retry-After`).
     pub retry_after: Option<u64>,
+    /// Fields added to the error object, for clients that act on them.
+    pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            details: None,
         }
     }
 
@@ -49,6 +52,11 @@ impl ApiError {
         )
     }
 
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     pub fn retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs);
         self
@@ -57,7 +65,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
+            (self.details, error.as_object_mut())
+        {
+            obj.extend(extra);
+        }
+        let body = json!({ "error": error });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response

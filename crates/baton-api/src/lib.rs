@@ -7,6 +7,8 @@
 mod credentials;
 mod error;
 mod extract;
+mod kv;
+mod leases;
 mod metrics;
 mod token;
 mod views;
@@ -34,6 +36,8 @@ pub struct ApiConfig {
     pub default_wait: Duration,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
+    /// How far the clocks of the nodes may disagree; part of the lease promise.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +45,7 @@ impl Default for ApiConfig {
         ApiConfig {
             default_wait: Duration::from_secs(5),
             max_wait: Duration::from_secs(30),
+            max_clock_skew: Duration::from_millis(500),
         }
     }
 }
@@ -78,6 +83,14 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route("/v1/credentials/{name}/rotate", post(credentials::rotate))
         .route("/v1/credentials/{name}/token", get(token::read))
         .route("/v1/credentials/{name}/jwks.json", get(credentials::jwks))
+        .route("/v1/leases/{name}", get(leases::observe))
+        .route("/v1/leases/{name}/acquire", post(leases::acquire))
+        .route("/v1/leases/{name}/renew", post(leases::renew))
+        .route("/v1/leases/{name}/release", post(leases::release))
+        .route(
+            "/v1/kv/{name}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::bad_method)
         .layer(axum::middleware::from_fn_with_state(

@@ -89,13 +89,10 @@ fn render(c: &Credential, now: Timestamp, revision: u64) -> Lookup {
 
 /// Reads `?wait=` (a duration such as `5s`, or seconds), capped by the configuration.
 fn wait_of(query: Option<&str>, default: Duration, max: Duration) -> Result<Duration, ApiError> {
-    let Some(query) = query else {
-        return Ok(default);
-    };
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for (key, value) in pairs {
         if key == "wait" {
-            let secs = Secs::parse(value)
+            let secs = Secs::parse(&value)
                 .map_err(|e| ApiError::bad_request("invalid_wait", format!("wait: {e}")))?;
             return Ok(secs.as_std().min(max));
         }

@@ -113,7 +113,7 @@ impl CredentialView {
                 last_error: c.status.last_error.clone(),
                 retry_at: opt(c.status.retry_at),
                 last_success_at: opt(c.status.last_success_at),
-                next_rotation_at: c.due().at().to_string(),
+                next_rotation_at: c.due().at().max(now).to_string(),
             },
             revision,
         }
@@ -139,7 +139,7 @@ impl Summary {
             kind: c.issuer.kind(),
             version: current.map(|v| v.number),
             expires_at: current.map(|v| v.expires_at.to_string()),
-            next_rotation_at: c.due().at().to_string(),
+            next_rotation_at: c.due().at().max(now).to_string(),
             last_error: c.status.last_error.clone(),
         }
     }

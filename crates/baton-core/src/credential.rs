@@ -111,7 +111,7 @@ impl crate::lease::Exclusive for Intent {
         self.fence
     }
 
-    fn expires_at(&self) -> Timestamp {
+    fn ends_at(&self) -> Timestamp {
         self.deadline
     }
 }

@@ -19,13 +19,13 @@ use crate::{validate_name, Changed, CommandError, Output, Response, State, Times
 pub(crate) trait Exclusive {
     fn fence(&self) -> u64;
     /// The first instant at which the hold no longer counts.
-    fn expires_at(&self) -> Timestamp;
+    fn ends_at(&self) -> Timestamp;
 }
 
 /// Whether the slot can be claimed at `now`; otherwise the live hold that prevents it.
 pub(crate) fn claim<T: Exclusive>(slot: &Option<T>, now: Timestamp) -> Result<(), &T> {
     match slot {
-        Some(hold) if now < hold.expires_at() => Err(hold),
+        Some(hold) if now < hold.ends_at() => Err(hold),
         _ => Ok(()),
     }
 }
@@ -55,7 +55,7 @@ impl Exclusive for Hold {
         self.fence
     }
 
-    fn expires_at(&self) -> Timestamp {
+    fn ends_at(&self) -> Timestamp {
         self.renewed_at.add_millis(self.ttl_ms)
     }
 }
@@ -63,7 +63,7 @@ impl Exclusive for Hold {
 impl Hold {
     /// When the hold ends unless renewed, by the clock of the leader that stamped the renewal.
     pub fn expires_at(&self) -> Timestamp {
-        Exclusive::expires_at(self)
+        self.ends_at()
     }
 
     pub fn is_live(&self, now: Timestamp) -> bool {

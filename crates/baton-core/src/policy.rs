@@ -58,6 +58,12 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    #[error("{field} ({value}) must not exceed {max}")]
+    TooLong {
+        field: String,
+        value: Secs,
+        max: Secs,
+    },
     #[error("lifetime must be longer than 0s")]
     ZeroLifetime,
     #[error("lifetime ({lifetime}) must lie within [min_use ({min_use}), max_lifetime ({max_lifetime})]")]
@@ -102,8 +108,24 @@ impl Policy {
         Ok(policy)
     }
 
+    /// The longest duration a policy may name: ten years.
+    pub const MAX_DURATION: Secs = Secs(10 * 365 * 24 * 60 * 60);
+
     /// Checks every rule; the first broken one is reported.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        let fields = [
+            ("lifetime", self.lifetime),
+            ("min_use", self.min_use),
+            ("max_lifetime", self.max_lifetime),
+            ("renew_before", self.renew_before),
+            ("min_remaining", self.min_remaining),
+        ];
+        for (field, value) in fields {
+            if value > Self::MAX_DURATION {
+                let (field, max) = (field.to_owned(), Self::MAX_DURATION);
+                return Err(PolicyError::TooLong { field, value, max });
+            }
+        }
         let Policy {
             lifetime,
             min_use,
@@ -201,6 +223,16 @@ mod tests {
         ))
         .unwrap_err();
         assert!(err.to_string().contains("min_use (50m)"), "{err}");
+    }
+
+    /// Regression: a lifetime of `10000y` or `u64::MAX` seconds was accepted, then broke every
+    /// read of the credential (times past year 9999) or rotated without pause (saturation).
+    #[test]
+    fn durations_longer_than_ten_years_are_refused() {
+        let err = Policy::from_request(&req(r#"{"lifetime": "10000y"}"#)).unwrap_err();
+        assert!(err.to_string().starts_with("lifetime ("), "{err}");
+        let err = Policy::from_request(&req(r#"{"lifetime": 18446744073709551615}"#)).unwrap_err();
+        assert!(matches!(err, PolicyError::TooLong { .. }), "{err}");
     }
 
     #[test]

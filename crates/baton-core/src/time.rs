@@ -17,6 +17,9 @@ use crate::Secs;
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
+    /// 9999-12-31T23:59:59.999Z, the last instant RFC 3339 can write.
+    const LAST_RFC3339: Timestamp = Timestamp(253_402_300_799_999);
+
     pub const fn from_millis(ms: u64) -> Self {
         Timestamp(ms)
     }
@@ -82,6 +85,10 @@ impl Timestamp {
 /// RFC 3339 in UTC, with milliseconds when they are not zero.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // RFC 3339 ends with the year 9999; later instants show as milliseconds.
+        if self.0 > Self::LAST_RFC3339.0 {
+            return write!(f, "{}ms", self.0);
+        }
         if self.0 % 1000 == 0 {
             write!(
                 f,
@@ -106,6 +113,15 @@ mod tests {
     fn displays_rfc3339_utc() {
         assert_eq!(Timestamp::from_secs(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Timestamp(1_500).to_string(), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn instants_past_year_9999_still_display() {
+        assert_eq!(Timestamp(u64::MAX).to_string(), format!("{}ms", u64::MAX));
+        assert_eq!(
+            Timestamp::LAST_RFC3339.to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
     }
 
     #[test]

@@ -75,21 +75,18 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore, Arc<SharedState
         message,
     };
 
-    create_tables(&db).map_err(|e| corrupt(e.to_string()))?;
+    create_tables(&db).map_err(corrupt)?;
     let (sm, shared) = StateMachineStore::load(db.clone()).map_err(corrupt)?;
     Ok((LogStore::new(db), sm, shared))
 }
 
-fn create_tables(db: &Database) -> Result<(), redb::Error> {
-    let tx = db.begin_write()?;
-    tx.open_table(LOG)?;
-    tx.open_table(LOG_META)?;
-    tx.open_table(SM_META)?;
-    tx.open_table(CREDENTIALS)?;
-    tx.open_table(LEASES)?;
-    tx.open_table(KV)?;
-    tx.commit()?;
-    Ok(())
+fn create_tables(db: &Database) -> Result<(), String> {
+    let tx = db.begin_write().map_err(|e| e.to_string())?;
+    for table in [LOG_META, SM_META, CREDENTIALS, LEASES, KV] {
+        tx.open_table(table).map_err(|e| e.to_string())?;
+    }
+    tx.open_table(LOG).map_err(|e| e.to_string())?;
+    tx.commit().map_err(|e| e.to_string())
 }
 
 /// Wraps any storage failure for openraft, which treats it as fatal for the node.

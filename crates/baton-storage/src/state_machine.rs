@@ -267,7 +267,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let data = self
             .snapshot_bytes()
-            .map_err(|e| StorageIOError::read_state_machine(e))?;
+            .map_err(StorageIOError::read_state_machine)?;
         let last = self.applied.last_applied;
         let meta = SnapshotMeta {
             last_log_id: last,

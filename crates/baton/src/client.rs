@@ -59,14 +59,18 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
+    /// The URL of a credential's endpoint; the name is checked first, so that it can never
+    /// reach another path.
+    fn credential_url(&self, name: &str, rest: &str) -> anyhow::Result<String> {
+        baton_core::validate_name(name)?;
+        Ok(self.url(&format!("/v1/credentials/{name}{rest}")))
+    }
+
     pub async fn put(&self, name: &str, file: &Path) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         let spec = parse_spec(file, &text)?;
-        let req = self
-            .http
-            .put(self.url(&format!("/v1/credentials/{name}")))
-            .json(&spec);
+        let req = self.http.put(self.credential_url(name, "")?).json(&spec);
         let body = self.call(req).await?;
         out(&format!(
             "credential {name} written (revision {})",
@@ -108,24 +112,21 @@ impl Client {
 
     pub async fn show(&self, name: &str) -> anyhow::Result<ExitCode> {
         let body = self
-            .call(self.http.get(self.url(&format!("/v1/credentials/{name}"))))
+            .call(self.http.get(self.credential_url(name, "")?))
             .await?;
         out(&serde_json::to_string_pretty(&body)?);
         Ok(ExitCode::SUCCESS)
     }
 
     pub async fn delete(&self, name: &str) -> anyhow::Result<ExitCode> {
-        self.call(
-            self.http
-                .delete(self.url(&format!("/v1/credentials/{name}"))),
-        )
-        .await?;
+        self.call(self.http.delete(self.credential_url(name, "")?))
+            .await?;
         out(&format!("credential {name} deleted"));
         Ok(ExitCode::SUCCESS)
     }
 
     pub async fn rotate(&self, name: &str) -> anyhow::Result<ExitCode> {
-        let url = self.url(&format!("/v1/credentials/{name}/rotate"));
+        let url = self.credential_url(name, "/rotate")?;
         let body = self.call(self.http.post(url)).await?;
         out(&format!(
             "credential {name} rotated: version {} valid from {} until {}",
@@ -142,9 +143,7 @@ impl Client {
         json: bool,
         wait: Option<&str>,
     ) -> anyhow::Result<ExitCode> {
-        let mut req = self
-            .http
-            .get(self.url(&format!("/v1/credentials/{name}/token")));
+        let mut req = self.http.get(self.credential_url(name, "/token")?);
         if let Some(wait) = wait {
             req = req.query(&[("wait", wait)]);
         }

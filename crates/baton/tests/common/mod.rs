@@ -66,10 +66,18 @@ impl Server {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("baton serve did not start; its output:\n{}", logs.lock().unwrap());
+                panic!(
+                    "baton serve did not start; its output:\n{}",
+                    logs.lock().unwrap()
+                );
             }
         };
-        Server { child, url, data_dir: data_dir.to_owned(), logs }
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+            logs,
+        }
     }
 
     /// Everything the server printed so far.
@@ -85,7 +93,9 @@ impl Server {
 
     /// SIGTERM, then waits for the exit; returns whether it exited successfully.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         for _ in 0..100 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.success();
@@ -123,16 +133,27 @@ impl Drop for Server {
 
 /// A fresh directory under the system temp dir, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("baton-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("baton-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// An HTTP client for tests.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client")
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .expect("client")
 }
 
 /// PUTs a credential spec (JSON) and asserts it was accepted.
-pub async fn put_credential(http: &reqwest::Client, url: &str, name: &str, spec: serde_json::Value) {
+pub async fn put_credential(
+    http: &reqwest::Client,
+    url: &str,
+    name: &str,
+    spec: serde_json::Value,
+) {
     let resp = http
         .put(format!("{url}/v1/credentials/{name}"))
         .json(&spec)
@@ -142,4 +163,42 @@ pub async fn put_credential(http: &reqwest::Client, url: &str, name: &str, spec:
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     assert!(status.is_success(), "PUT {name} answered {status}: {body}");
+}
+
+/// Runs the CLI against `addr`, reachable or not; returns (exit success, stdout, stderr).
+pub fn cli_at(addr: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("BATON_ADDR", addr)
+        .output()
+        .expect("run the baton CLI");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A loopback URL where nothing listens: a port the system just handed out, then released.
+pub fn closed_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let port = listener.local_addr().expect("local address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// GETs the token endpoint of `name` and returns its JSON body; panics unless it is a 200.
+pub async fn token(http: &reqwest::Client, url: &str, name: &str) -> serde_json::Value {
+    let resp = http
+        .get(format!("{url}/v1/credentials/{name}/token"))
+        .send()
+        .await
+        .expect("GET token");
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "GET {name}/token answered {status}: {body}"
+    );
+    serde_json::from_str(&body).expect("the token answer is JSON")
 }
