@@ -142,17 +142,32 @@ pub(crate) async fn acquire(
             }
             Err(e) => e,
         };
-        let ProposeError::Refused(CommandError::LeaseHeld { expires_at, .. }) = &refusal else {
-            return Err(lease_error(refusal));
-        };
-        let now = tokio::time::Instant::now();
-        if now >= give_up {
+        if !matches!(
+            refusal,
+            ProposeError::Refused(CommandError::LeaseHeld { .. })
+        ) {
             return Err(lease_error(refusal));
         }
-        // Try again when the lease changes or its grant runs out, whichever comes first.
-        let until_expiry = Duration::from_millis(expires_at.millis_since(app.node.now()) + 1);
-        let wake = (now + until_expiry).min(give_up);
-        let _ = tokio::time::timeout_at(wake, applied.changed()).await;
+
+        // Wait until the applied state says the grant ended (a release, or its expiry), then
+        // try again. A refused acquire is itself a log entry, so never retry on a guess.
+        loop {
+            let now = app.node.now();
+            let live_until = app.node.state().read(|s| {
+                s.leases
+                    .get(&name)
+                    .and_then(|l| l.live_hold(now))
+                    .map(|h| h.expires_at())
+            });
+            let Some(live_until) = live_until else { break };
+            let t = tokio::time::Instant::now();
+            if t >= give_up {
+                return Err(lease_error(refusal));
+            }
+            let until_expiry = Duration::from_millis(live_until.millis_since(now) + 1);
+            let _ =
+                tokio::time::timeout_at((t + until_expiry).min(give_up), applied.changed()).await;
+        }
     }
 }
 
