@@ -54,6 +54,10 @@ struct StatusView {
     retry_at: Option<String>,
     last_success_at: Option<String>,
     next_rotation_at: String,
+    /// Issuer calls whose outcome was never known, each waited out.
+    unknown_outcomes: u64,
+    /// The newest version's lifetime as issued, when shorter than `min_use` or `renew_before`.
+    short_lifetime: Option<baton_core::Secs>,
 }
 
 #[derive(Serialize)]
@@ -114,6 +118,8 @@ impl CredentialView {
                 retry_at: opt(c.status.retry_at),
                 last_success_at: opt(c.status.last_success_at),
                 next_rotation_at: c.due().at().max(now).to_string(),
+                unknown_outcomes: c.status.unknown_outcomes,
+                short_lifetime: c.status.short_lifetime,
             },
             revision,
         }

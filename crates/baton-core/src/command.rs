@@ -80,11 +80,17 @@ pub enum Op {
         if_revision: Option<u64>,
     },
     /// The issuer failed for the intent with this fence; try again no earlier than `retry_at`.
+    ///
+    /// With `unknown`, the call's outcome is not known (it timed out after the request was
+    /// sent): the issuer may have issued a token. The failure is recorded but the intent stays
+    /// open until its deadline, so that no new call is made before then.
     FailRotation {
         name: String,
         fence: u64,
         error: String,
         retry_at: Timestamp,
+        #[serde(default)]
+        unknown: bool,
     },
 }
 

@@ -55,6 +55,14 @@ pub struct RotationStatus {
     /// No new attempt before this instant.
     pub retry_at: Option<Timestamp>,
     pub last_success_at: Option<Timestamp>,
+    /// Issuer calls whose outcome was never known (a timeout after the request was sent),
+    /// since the credential was created. Each was waited out, never repeated at once.
+    #[serde(default)]
+    pub unknown_outcomes: u64,
+    /// Set when the newest version was issued for less than `min_use` or `renew_before`: its
+    /// lifetime as issued. Such a version is renewed a third of its lifetime before it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_lifetime: Option<Secs>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +160,7 @@ impl Credential {
             };
         }
         let mut at = match self.newest() {
-            Some(v) if !self.rotate_requested => v.expires_at.sub(self.policy.renew_before),
+            Some(v) if !self.rotate_requested => v.expires_at.sub_millis(self.renew_lead_ms(v)),
             _ => Timestamp(0),
         };
         if let Some(retry_at) = self.status.retry_at {
@@ -167,6 +175,38 @@ impl Credential {
             at = at.max(earliest);
         }
         Due::Start { at }
+    }
+
+    /// How long before `v` expires its successor's rotation starts: `renew_before`, or, for a
+    /// version issued for less than `min_use` or `renew_before`, the smaller of `renew_before`
+    /// and a third of its lifetime, so that a short-lived token is used for two thirds of its
+    /// life instead of being renewed in a loop.
+    pub fn renew_lead_ms(&self, v: &Version) -> u64 {
+        let renew_before = self.policy.renew_before.as_millis();
+        let issued = v.expires_at.millis_since(v.not_before);
+        if is_short(&self.policy, issued) {
+            renew_before.min(issued / 3)
+        } else {
+            renew_before
+        }
+    }
+
+    /// `min_remaining` for `v`: scaled down with [`Credential::renew_lead_ms`] for a
+    /// short-lived version (half its lead), so that it can be served at all.
+    fn min_remaining_ms(&self, v: &Version) -> u64 {
+        let min_remaining = self.policy.min_remaining.as_millis();
+        let issued = v.expires_at.millis_since(v.not_before);
+        if is_short(&self.policy, issued) {
+            min_remaining.min(self.renew_lead_ms(v) / 2)
+        } else {
+            min_remaining
+        }
+    }
+
+    /// Whether the current version is withdrawn while a rotation runs: under `overlap = none`,
+    /// an issuer that issues tokens valid at once may revoke the previous one when it does.
+    pub(crate) fn withdrawn_during_rotation(&self) -> bool {
+        self.policy.overlap == Overlap::None && !self.issuer.sets_window()
     }
 
     /// Under `overlap = allowed`, the instant before which a new version would replace the
@@ -187,7 +227,9 @@ impl Credential {
     pub(crate) fn plan_window(&self, now: Timestamp) -> (Timestamp, Timestamp) {
         let floor = now.floor_secs();
         let not_before = match (self.policy.overlap, &self.current) {
-            (Overlap::None, Some(c)) => floor.max(c.expires_at.ceil_secs()),
+            (Overlap::None, Some(c)) if self.issuer.sets_window() => {
+                floor.max(c.expires_at.ceil_secs())
+            }
             _ => floor,
         };
         (not_before, not_before.add(self.policy.lifetime))
@@ -196,22 +238,30 @@ impl Credential {
     /// What a read at `now` gets, or `None` when no version may be handed out: none was ever
     /// issued, the current one expired, or it has less than `min_remaining` left and nothing
     /// follows it yet.
+    ///
+    /// Under `overlap = none` with an issuer whose tokens are valid at once (oauth2, exec), the
+    /// current version is not served while a rotation is open: the issuer may revoke it the
+    /// moment it issues the next one. Earlier answers told clients to come back at that point.
     pub fn token_view(&self, now: Timestamp) -> Option<TokenView<'_>> {
+        if self.rotation.is_some() && self.withdrawn_during_rotation() {
+            return None;
+        }
         let (current, next) = self.effective(now);
         let current = current.filter(|c| c.is_valid_at(now))?;
         let remaining = current.expires_at.millis_since(now);
-        if remaining < self.policy.min_remaining.as_millis() && next.is_none() {
+        let min_remaining = self.min_remaining_ms(current);
+        if remaining < min_remaining && next.is_none() {
             return None;
         }
         let refresh_at = match next {
             Some(next) => next.not_before,
             None => {
-                let renew_at = current.expires_at.sub(self.policy.renew_before);
+                let renew_at = current.expires_at.sub_millis(self.renew_lead_ms(current));
                 if now < renew_at {
                     renew_at
                 } else {
                     // The rotation is due or running: ask again soon, never past the cut-off.
-                    let cutoff = current.expires_at.sub(self.policy.min_remaining);
+                    let cutoff = current.expires_at.sub_millis(min_remaining);
                     now.add(Secs(1)).min(cutoff).max(now)
                 }
             }
@@ -222,4 +272,9 @@ impl Credential {
             refresh_at,
         })
     }
+}
+
+/// Whether a version issued for `issued_ms` is shorter than the policy can work with.
+pub(crate) fn is_short(policy: &Policy, issued_ms: u64) -> bool {
+    issued_ms < policy.min_use.as_millis() || issued_ms < policy.renew_before.as_millis()
 }

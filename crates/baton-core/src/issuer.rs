@@ -1,8 +1,10 @@
 //! What the state machine stores about a credential's issuer.
 //!
-//! These are resolved specs: secrets are values (never `{ env = … }` references) and a
-//! generated key is already generated, so every replica stores and mints from the same bytes.
-//! Turning what a user wrote into a spec, and minting, live in the issuers crate.
+//! For the issuers baton controls (`jwt`, `static`) these are resolved specs: secrets are
+//! values and a generated key is already generated, so every replica stores and mints from the
+//! same bytes. The issuers that call out (`oauth2`, `exec`) may keep a secret as a reference
+//! ([`SecretRef`]) that the issuer resolves each time it is used. Turning what a user wrote
+//! into a spec, and minting, live in the issuers crate.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,11 @@ pub enum IssuerSpec {
     Jwt(JwtSpec),
     /// A value set by hand; baton stores and serves it.
     Static(StaticSpec),
+    /// The OAuth2 client-credentials grant (RFC 6749 §4.4) against a token endpoint.
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Spec),
+    /// A command that prints a token and its expiry as JSON.
+    Exec(ExecSpec),
 }
 
 impl IssuerSpec {
@@ -26,6 +33,8 @@ impl IssuerSpec {
         match self {
             IssuerSpec::Jwt(_) => "jwt",
             IssuerSpec::Static(_) => "static",
+            IssuerSpec::OAuth2(_) => "oauth2",
+            IssuerSpec::Exec(_) => "exec",
         }
     }
 
@@ -34,6 +43,23 @@ impl IssuerSpec {
     pub fn is_idempotent(&self) -> bool {
         match self {
             IssuerSpec::Jwt(_) | IssuerSpec::Static(_) => true,
+            IssuerSpec::OAuth2(_) | IssuerSpec::Exec(_) => false,
+        }
+    }
+
+    /// Whether baton chooses the window of the versions it mints. Such issuers can mint a
+    /// version ahead, valid from the current version's expiry; the others issue tokens valid
+    /// at once (and may revoke the previous one when they do).
+    pub fn sets_window(&self) -> bool {
+        self.is_idempotent()
+    }
+
+    /// For issuers that call out, how long one call may take.
+    pub fn call_timeout(&self) -> Option<Secs> {
+        match self {
+            IssuerSpec::Jwt(_) | IssuerSpec::Static(_) => None,
+            IssuerSpec::OAuth2(spec) => Some(spec.timeout),
+            IssuerSpec::Exec(spec) => Some(spec.timeout),
         }
     }
 }
@@ -83,4 +109,56 @@ pub struct StaticSpec {
     /// When the value stops being valid, if it ever does. Versions never outlive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+}
+
+/// A secret given inline, or a reference resolved each time the secret is used. Its `Debug`
+/// names the variable or file, and shows only the length and fingerprint of a value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SecretRef {
+    Env { env: String },
+    File { file: std::path::PathBuf },
+    Inline(Secret),
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// HTTP Basic (`client_secret_basic`).
+    #[default]
+    Basic,
+    /// In the form body (`client_secret_post`).
+    Post,
+}
+
+/// An OAuth2 client of a token endpoint, with the client-credentials grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuth2Spec {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    #[serde(default)]
+    pub auth_method: AuthMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Extra form parameters (`audience`, `resource`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// How long one call to the token endpoint may take.
+    pub timeout: Secs,
+}
+
+/// A command run for each rotation; it prints the token and its expiry on stdout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// The program and its arguments; no shell is involved.
+    pub command: Vec<String>,
+    /// The whole environment of the command (nothing is inherited); values may be references.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<std::path::PathBuf>,
+    /// The command is killed after this long.
+    pub timeout: Secs,
 }

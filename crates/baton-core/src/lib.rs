@@ -31,7 +31,9 @@ mod time;
 pub use command::{Command, CommandError, Op, Output, Response, RotationReason};
 pub use credential::{Credential, Due, Intent, RotationStatus, TokenView, Version};
 pub use duration::{DurationError, Secs};
-pub use issuer::{Algorithm, Claims, IssuerSpec, JwtSpec, StaticSpec};
+pub use issuer::{
+    Algorithm, AuthMethod, Claims, ExecSpec, IssuerSpec, JwtSpec, OAuth2Spec, SecretRef, StaticSpec,
+};
 pub use lease::{Hold, KvEntry, Lease, LeaseRef};
 pub use policy::{Overlap, Policy, PolicyError, PolicyRequest};
 pub use secret::Secret;

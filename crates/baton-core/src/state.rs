@@ -146,7 +146,8 @@ impl State {
                 fence,
                 error,
                 retry_at,
-            } => self.update(&name, |c| c.fail(now, fence, error, retry_at)),
+                unknown,
+            } => self.update(&name, |c| c.fail(now, fence, error, retry_at, unknown)),
         };
         if response.is_ok() {
             if is_credential_op {
@@ -281,14 +282,26 @@ impl Credential {
             .clone();
 
         // Never trust a version past max_lifetime, whatever the issuer said.
-        let cap = minted.not_before.add(self.policy.max_lifetime);
+        let withdraw = self.withdrawn_during_rotation();
+        let not_before = if withdraw {
+            // The previous version was withdrawn when the intent was committed.
+            minted.not_before.max(intent.started_at)
+        } else {
+            minted.not_before
+        };
+        let cap = not_before.add(self.policy.max_lifetime);
         let expires_at = minted.expires_at.min(cap);
-        let not_before = minted.not_before;
         if expires_at <= not_before || expires_at <= now {
             return Err(CommandError::InvalidWindow {
                 not_before,
                 expires_at,
             });
+        }
+        if withdraw {
+            // Its validity, as far as baton serves it, ended at the rotation point.
+            if let Some(c) = self.current.as_mut() {
+                c.expires_at = c.expires_at.min(intent.started_at).max(c.not_before);
+            }
         }
         if self.policy.overlap == crate::Overlap::None {
             if let Some(c) = self.current.as_ref().filter(|c| not_before < c.expires_at) {
@@ -317,8 +330,12 @@ impl Credential {
         self.last_rotation = intent.rotation;
         self.rotation = None;
         self.rotate_requested = false;
+        let issued_ms = expires_at.millis_since(not_before);
         self.status = RotationStatus {
             last_success_at: Some(now),
+            unknown_outcomes: self.status.unknown_outcomes,
+            short_lifetime: crate::credential::is_short(&self.policy, issued_ms)
+                .then(|| crate::Secs(issued_ms / 1000)),
             ..RotationStatus::default()
         };
         Ok(Output::RotationCommitted {
@@ -328,11 +345,25 @@ impl Credential {
         })
     }
 
-    fn fail(&mut self, now: Timestamp, fence: u64, error: String, retry_at: Timestamp) -> Response {
+    fn fail(
+        &mut self,
+        now: Timestamp,
+        fence: u64,
+        error: String,
+        retry_at: Timestamp,
+        unknown: bool,
+    ) -> Response {
         self.settle(now);
-        lease::owned(&self.rotation, fence)
+        let intent = lease::owned(&self.rotation, fence)
             .map_err(|open| CommandError::StaleFence { fence, open })?;
-        self.rotation = None;
+        let retry_at = if unknown {
+            // Waited out: the intent keeps the slot until its deadline.
+            self.status.unknown_outcomes = self.status.unknown_outcomes.saturating_add(1);
+            retry_at.max(intent.deadline)
+        } else {
+            self.rotation = None;
+            retry_at
+        };
         self.status.attempts = self.status.attempts.saturating_add(1);
         self.status.last_error = Some(error);
         self.status.retry_at = Some(retry_at);

@@ -63,6 +63,10 @@ impl Timestamp {
         Timestamp(self.0.saturating_sub(d.as_millis()))
     }
 
+    pub const fn sub_millis(self, ms: u64) -> Self {
+        Timestamp(self.0.saturating_sub(ms))
+    }
+
     /// Milliseconds from `earlier` to `self`, zero if `earlier` is later.
     pub const fn millis_since(self, earlier: Timestamp) -> u64 {
         self.0.saturating_sub(earlier.0)

@@ -20,9 +20,9 @@ mod metrics;
 mod rotation;
 mod scheduler;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use baton_raft::Node;
 use tokio::sync::{mpsc, Notify};
@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub backoff_base: Duration,
     /// The longest retry delay.
     pub backoff_max: Duration,
+    /// The shortest time between two calls to an issuer that calls out (oauth2, exec) for
+    /// one credential, whatever asks for them.
+    pub min_interval: Duration,
 }
 
 impl Default for EngineConfig {
@@ -47,6 +50,7 @@ impl Default for EngineConfig {
             intent_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            min_interval: Duration::from_secs(1),
         }
     }
 }
@@ -63,6 +67,8 @@ struct Inner {
     config: EngineConfig,
     /// Credentials with a rotation running on this node.
     running: Mutex<HashSet<String>>,
+    /// When this node last called each credential's issuer, for `min_interval`.
+    last_call: Mutex<HashMap<String, Instant>>,
     /// Tells the scheduler that a rotation ended, so it plans the next one.
     done: mpsc::UnboundedSender<String>,
     /// Wakes manual rotations waiting for a running one to end.
@@ -79,6 +85,7 @@ impl Engine {
             node,
             config,
             running: Mutex::new(HashSet::new()),
+            last_call: Mutex::new(HashMap::new()),
             done,
             released: Notify::new(),
             metrics: EngineMetrics::default(),

@@ -11,6 +11,7 @@ use prometheus_client::registry::Registry;
 pub(crate) enum Outcome {
     Success,
     Failure,
+    Unknown,
     Refused,
 }
 
@@ -19,6 +20,7 @@ impl Outcome {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
+            Outcome::Unknown => "unknown",
             Outcome::Refused => "refused",
         }
     }
@@ -35,6 +37,23 @@ pub(crate) struct RotationLabels {
 pub struct EngineMetrics {
     pub(crate) rotations: Family<RotationLabels, Counter>,
     pub(crate) latency: Histogram,
+    /// Issuer calls whose outcome is unknown (timed out after the request was sent).
+    pub(crate) unknown_outcomes: Family<CredentialLabel, Counter>,
+    /// Versions issued for less than `min_use` or `renew_before`.
+    pub(crate) short_lifetimes: Family<CredentialLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CredentialLabel {
+    pub credential: String,
+}
+
+impl CredentialLabel {
+    pub(crate) fn of(credential: &str) -> Self {
+        CredentialLabel {
+            credential: credential.to_owned(),
+        }
+    }
 }
 
 impl Default for EngineMetrics {
@@ -42,6 +61,8 @@ impl Default for EngineMetrics {
         EngineMetrics {
             rotations: Family::default(),
             latency: Histogram::new(exponential_buckets(0.001, 4.0, 10)),
+            unknown_outcomes: Family::default(),
+            short_lifetimes: Family::default(),
         }
     }
 }
@@ -58,6 +79,16 @@ impl EngineMetrics {
             "baton_rotation_duration_seconds",
             "Time from a rotation's start to its committed result",
             self.latency.clone(),
+        );
+        registry.register(
+            "baton_issuer_unknown_outcomes",
+            "Issuer calls whose outcome is unknown; each is waited out, never repeated at once",
+            self.unknown_outcomes.clone(),
+        );
+        registry.register(
+            "baton_short_lifetimes",
+            "Versions issued for less than min_use or renew_before",
+            self.short_lifetimes.clone(),
         );
     }
 

@@ -2,13 +2,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use baton_core::{CommandError, Intent, Op, Output, RotationReason, Timestamp};
 use baton_issuers::MintRequest;
 use baton_raft::ProposeError;
 
-use crate::metrics::Outcome;
+use crate::metrics::{CredentialLabel, Outcome};
 use crate::Engine;
 
 /// A committed rotation.
@@ -34,6 +35,9 @@ pub enum RotateError {
     /// The issuer failed; the failure is recorded and a retry scheduled.
     #[error("the issuer failed: {0}")]
     Issuer(String),
+    /// The issuer call's outcome is unknown; the intent is waited out before a new call.
+    #[error("the issuer call's outcome is unknown: {0}")]
+    OutcomeUnknown(String),
     /// This node cannot write now.
     #[error("{0}")]
     Unavailable(String),
@@ -94,6 +98,15 @@ impl Engine {
                 metrics.record(name, Outcome::Failure);
                 tracing::warn!(credential = %name, %error, "rotation failed");
             }
+            Err(RotateError::OutcomeUnknown(error)) => {
+                metrics.record(name, Outcome::Unknown);
+                metrics
+                    .unknown_outcomes
+                    .get_or_create(&CredentialLabel::of(name))
+                    .inc();
+                tracing::warn!(credential = %name, %error,
+                    "issuer call outcome unknown; waiting out the intent before calling again");
+            }
             Err(RotateError::Refused(error)) => {
                 metrics.record(name, Outcome::Refused);
                 tracing::debug!(credential = %name, %error, "rotation refused");
@@ -116,6 +129,7 @@ impl Engine {
         let Some(open) = open else {
             return Err(RotateError::NotFound(name.to_owned()));
         };
+        self.wait_min_interval(name).await;
 
         // An intent left open (by a crash) for an idempotent issuer is minted again as it is:
         // the token is the same one that may already have been handed to the issuer's peer.
@@ -130,22 +144,26 @@ impl Engine {
 
         // Read the issuer after the intent is committed: a later change of issuer drops the
         // intent, so a result minted from a stale issuer is refused.
-        let spec = node.state().read(|s| {
-            s.credentials
-                .get(name)
-                .map(|c| (c.issuer.clone(), c.uid, c.policy.overlap))
-        });
-        let Some((issuer, uid, overlap)) = spec else {
+        let spec = node
+            .state()
+            .read(|s| s.credentials.get(name).map(|c| (c.issuer.clone(), c.uid, c.policy)));
+        let Some((issuer, uid, policy)) = spec else {
             return Err(RotateError::NotFound(name.to_owned()));
         };
         let request = MintRequest {
             credential: name,
             uid,
             intent: &intent,
-            overlap,
+            policy: &policy,
         };
+        if issuer.call_timeout().is_some() {
+            self.called(name);
+        }
         match baton_issuers::mint(&issuer, request).await {
             Ok(minted) => {
+                if let Some(note) = &minted.note {
+                    tracing::warn!(credential = %name, note = %note, "issuer answer adjusted");
+                }
                 let op = Op::CommitRotation {
                     name: name.to_owned(),
                     fence: intent.fence,
@@ -172,33 +190,100 @@ impl Engine {
                         version,
                         not_before,
                         expires_at,
-                    } => Ok(Rotated {
+                    } => {
+                        self.report_short_lifetime(name, not_before, expires_at);
+                        Ok(Rotated {
                         version,
                         fence: intent.fence,
                         not_before,
                         expires_at,
                         revision: committed.revision,
-                    }),
+                        })
+                    }
                     other => Err(RotateError::Unavailable(format!(
                         "unexpected output {other:?}"
                     ))),
                 }
             }
+            Err(error) if error.outcome_unknown() => {
+                // The issuer may have issued a token: no new call before the intent deadline.
+                let text = error.to_string();
+                let op = Op::FailRotation {
+                    name: name.to_owned(),
+                    fence: intent.fence,
+                    error: text.clone(),
+                    retry_at: intent.deadline,
+                    unknown: true,
+                };
+                node.propose(op).await?;
+                Err(RotateError::OutcomeUnknown(text))
+            }
             Err(error) => {
-                let error = error.to_string();
-                let retry_at = node.now().add_millis(self.backoff(name).as_millis() as u64);
-                self.fail(name, intent.fence, error.clone(), retry_at)
-                    .await?;
-                Err(RotateError::Issuer(error))
+                let wait = self.backoff(name).max(error.retry_after().unwrap_or_default());
+                let text = error.to_string();
+                let retry_at = node.now().add_millis(wait.as_millis() as u64);
+                self.fail(name, intent.fence, text.clone(), retry_at).await?;
+                Err(RotateError::Issuer(text))
             }
         }
     }
 
+    /// Logs and counts a version issued for less than the policy works with.
+    fn report_short_lifetime(&self, name: &str, not_before: Timestamp, expires_at: Timestamp) {
+        let short = self.inner.node.state().read(|s| {
+            let c = s.credentials.get(name)?;
+            c.status.short_lifetime.map(|issued| (issued, c.policy))
+        });
+        if let Some((issued, policy)) = short {
+            self.inner
+                .metrics
+                .short_lifetimes
+                .get_or_create(&CredentialLabel::of(name))
+                .inc();
+            tracing::warn!(
+                credential = %name, issued = %issued, min_use = %policy.min_use,
+                renew_before = %policy.renew_before, %not_before, %expires_at,
+                "the issuer issued a shorter lifetime than the policy works with; \
+                 renewing a third of the lifetime before it ends"
+            );
+        }
+    }
+
+    /// Waits until this node's last call to `name`'s issuer is `min_interval` old.
+    async fn wait_min_interval(&self, name: &str) {
+        let last = self
+            .inner
+            .last_call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .copied();
+        if let Some(last) = last {
+            let ready = last + self.inner.config.min_interval;
+            tokio::time::sleep_until(ready.into()).await;
+        }
+    }
+
+    fn called(&self, name: &str) {
+        self.inner
+            .last_call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), Instant::now());
+    }
+
     async fn begin(&self, name: &str, reason: RotationReason) -> Result<Intent, RotateError> {
         let node = &self.inner.node;
+        // The intent must outlive the issuer call it covers, with room to commit the result.
+        let call = node.state().read(|s| {
+            s.credentials
+                .get(name)
+                .and_then(|c| c.issuer.call_timeout())
+        });
+        let hold = call.map_or(Duration::ZERO, |t| t.as_std() * 2 + Duration::from_secs(5));
         let deadline = node
             .now()
-            .add_millis(self.inner.config.intent_timeout.as_millis() as u64);
+            .add_millis(self.inner.config.intent_timeout.max(hold).as_millis() as u64);
         let op = Op::BeginRotation {
             name: name.to_owned(),
             deadline,
@@ -224,6 +309,7 @@ impl Engine {
             fence,
             error,
             retry_at,
+            unknown: false,
         };
         self.inner.node.propose(op).await?;
         Ok(())

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use baton_core::{Algorithm, Timestamp};
 
@@ -66,6 +67,14 @@ pub enum PrepareError {
 
     #[error("static: expires_at `{value}` is not an RFC 3339 time (e.g. 2030-01-31T12:00:00Z)")]
     InvalidExpiresAt { value: String },
+
+    /// A field of an oauth2 or exec issuer is unusable.
+    #[error("{kind}: {field}: {reason}")]
+    InvalidField {
+        kind: &'static str,
+        field: &'static str,
+        reason: String,
+    },
 }
 
 fn pem_formats(algorithm: Algorithm) -> &'static str {
@@ -102,4 +111,62 @@ pub enum IssueError {
 
     #[error("{kind} issuers are not supported by this version of baton")]
     Unsupported { kind: &'static str },
+
+    /// A secret reference (`{env}` or `{file}`) could not be resolved when it was needed.
+    #[error("{0}")]
+    Secret(#[from] PrepareError),
+
+    #[error("the issued token expired at {expired_at}, before baton could serve it")]
+    AlreadyExpired { expired_at: Timestamp },
+
+    #[error("expires_in {value} is negative")]
+    NegativeExpiresIn { value: String },
+
+    /// The token endpoint could not be reached; nothing was sent.
+    #[error("oauth2: cannot reach the token endpoint: {reason}")]
+    Unreachable { reason: String },
+
+    /// The issuer answered with an error status. `detail` holds the OAuth2 `error` and
+    /// `error_description` when the answer has them, never the raw body.
+    #[error("oauth2: the token endpoint answered HTTP {status}{detail}")]
+    Status {
+        status: u16,
+        detail: String,
+        /// From `Retry-After` on a 429 or 503.
+        retry_after: Option<Duration>,
+    },
+
+    /// The answer (an HTTP body, a command's stdout) is not what the issuer kind expects.
+    #[error("{kind}: {reason}")]
+    BadAnswer { kind: &'static str, reason: String },
+
+    /// The call may or may not have produced a token: it timed out after the request was sent
+    /// (or the command started). Not repeated before the rotation's intent deadline.
+    #[error("{kind}: no answer within {timeout:?}; the outcome is unknown")]
+    OutcomeUnknown {
+        kind: &'static str,
+        timeout: Duration,
+    },
+
+    #[error("exec: cannot run `{program}`: {reason}")]
+    Spawn { program: String, reason: String },
+
+    /// The command exited unsuccessfully; `stderr` is its trimmed standard error.
+    #[error("exec: the command exited with {status}{stderr}")]
+    ExitStatus { status: String, stderr: String },
+}
+
+impl IssueError {
+    /// How long the issuer asked baton to wait before calling again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IssueError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the call may have produced a token that baton never saw.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, IssueError::OutcomeUnknown { .. })
+    }
 }

@@ -100,6 +100,7 @@ pub(crate) fn mint(spec: &JwtSpec, req: &MintRequest<'_>) -> Result<Minted, Issu
         issued_at: req.intent.started_at,
         not_before: req.intent.not_before,
         expires_at: req.intent.expires_at,
+        note: None,
     })
 }
 
@@ -122,7 +123,7 @@ fn payload(spec: &JwtSpec, req: &MintRequest<'_>) -> BTreeMap<String, Value> {
 
     // Under overlap = none the window must be exact: version k+1 may not be accepted while
     // version k still is.
-    let nbf = match req.overlap {
+    let nbf = match req.policy.overlap {
         Overlap::None => intent.not_before,
         Overlap::Allowed => intent.not_before.sub(allowance),
     };

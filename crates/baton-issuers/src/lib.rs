@@ -20,16 +20,22 @@
 //! variable, file or field at fault, never its content.
 
 mod error;
+mod exec;
+mod expiry;
 mod jwt;
 mod keys;
+mod oauth2;
 mod request;
 mod source;
 mod static_issuer;
 
-use baton_core::{Intent, IssuerSpec, Overlap, Secret, Timestamp};
+use baton_core::{Intent, IssuerSpec, Policy, Secret, Timestamp};
 
 pub use error::{IssueError, PrepareError};
-pub use request::{ClaimsRequest, IssuerRequest, JwtRequest, KeyRequest, StaticRequest};
+pub use request::{
+    ClaimsRequest, ExecRequest, IssuerRequest, JwtRequest, KeyRequest, OAuth2Request,
+    StaticRequest,
+};
 pub use source::SecretSource;
 
 /// What [`mint`] needs to know besides the spec: which credential, and which rotation.
@@ -41,8 +47,9 @@ pub struct MintRequest<'a> {
     pub uid: u64,
     /// The open rotation intent: its number and the window planned for the new version.
     pub intent: &'a Intent,
-    /// The credential's overlap policy; under `none`, `nbf` is not back-dated.
-    pub overlap: Overlap,
+    /// The credential's policy. Under `overlap = none`, a jwt's `nbf` is not back-dated; the
+    /// lifetimes bound what an outside issuer's answer is trusted for.
+    pub policy: &'a Policy,
 }
 
 /// A freshly minted version, ready to be committed.
@@ -52,10 +59,14 @@ pub struct Minted {
     /// The intent's `started_at`: mint time is the time stamped on the intent, never the clock
     /// read when the token was made.
     pub issued_at: Timestamp,
-    /// Start of the window; the intent's, for every issuer so far.
+    /// Start of the window: the intent's for jwt and static, the time of the answer for
+    /// oauth2 and exec.
     pub not_before: Timestamp,
-    /// End of the window: the intent's, or earlier when the value itself expires sooner.
+    /// End of the window: the intent's, or earlier when the value itself expires sooner; for
+    /// oauth2 and exec, from the issuer's answer (see the `expiry` module).
     pub expires_at: Timestamp,
+    /// Something in the issuer's answer was ignored or read another way; for the log.
+    pub note: Option<String>,
 }
 
 /// Turns a request into the spec the state machine stores: resolves secrets, and generates a
@@ -77,14 +88,16 @@ pub fn prepare(
             jwt::prepare(req, existing).map(IssuerSpec::Jwt)
         }
         IssuerRequest::Static(req) => static_issuer::prepare(req).map(IssuerSpec::Static),
+        IssuerRequest::OAuth2(req) => oauth2::prepare(req).map(IssuerSpec::OAuth2),
+        IssuerRequest::Exec(req) => exec::prepare(req).map(IssuerSpec::Exec),
     }
 }
 
 /// Mints the version `req.intent` describes.
 ///
 /// For jwt this is a pure function of (spec, credential name, uid, intent): the same inputs give
-/// identical bytes. It is `async` because issuers that call out (oauth2, exec) will be; the jwt
-/// and static issuers finish without waiting.
+/// identical bytes. The jwt and static issuers finish without waiting; oauth2 and exec call out
+/// once, and their version is valid from the moment the answer arrives.
 pub async fn mint(spec: &IssuerSpec, req: MintRequest<'_>) -> Result<Minted, IssueError> {
     if req.intent.expires_at <= req.intent.not_before {
         return Err(IssueError::EmptyWindow {
@@ -92,11 +105,22 @@ pub async fn mint(spec: &IssuerSpec, req: MintRequest<'_>) -> Result<Minted, Iss
             expires_at: req.intent.expires_at,
         });
     }
-    match spec {
-        IssuerSpec::Jwt(spec) => jwt::mint(spec, &req),
-        IssuerSpec::Static(spec) => static_issuer::mint(spec, req.intent),
-        other => Err(IssueError::Unsupported { kind: other.kind() }),
-    }
+    let (token, said) = match spec {
+        IssuerSpec::Jwt(spec) => return jwt::mint(spec, &req),
+        IssuerSpec::Static(spec) => return static_issuer::mint(spec, req.intent),
+        IssuerSpec::OAuth2(spec) => oauth2::issue(spec).await?,
+        IssuerSpec::Exec(spec) => exec::issue(spec).await?,
+        other => return Err(IssueError::Unsupported { kind: other.kind() }),
+    };
+    let now = Timestamp::from_system_time(std::time::SystemTime::now()).max(req.intent.started_at);
+    let window = expiry::window(now, token.expose(), &said, req.policy)?;
+    Ok(Minted {
+        token,
+        issued_at: now,
+        not_before: window.not_before,
+        expires_at: window.expires_at,
+        note: window.note,
+    })
 }
 
 /// The JWKS document `{"keys": [...]}` with the public key of a jwt credential (with `kid`,
@@ -114,6 +138,8 @@ pub fn describe(spec: &IssuerSpec) -> serde_json::Value {
     match spec {
         IssuerSpec::Jwt(spec) => jwt::describe(spec),
         IssuerSpec::Static(spec) => static_issuer::describe(spec),
+        IssuerSpec::OAuth2(spec) => oauth2::describe(spec),
+        IssuerSpec::Exec(spec) => exec::describe(spec),
         other => serde_json::json!({ "kind": other.kind() }),
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use baton_core::{Algorithm, Secret, Secs};
+use baton_core::{Algorithm, AuthMethod, Secret, Secs};
 use serde::{Deserialize, Serialize};
 
 use crate::SecretSource;
@@ -15,6 +15,9 @@ use crate::SecretSource;
 pub enum IssuerRequest {
     Jwt(JwtRequest),
     Static(StaticRequest),
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Request),
+    Exec(ExecRequest),
 }
 
 /// A JWT signed by baton. Every field may be left out.
@@ -85,4 +88,44 @@ pub struct StaticRequest {
     /// When the value stops being valid, as an RFC 3339 time; versions never outlive it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+/// The OAuth2 client-credentials grant against a token endpoint.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Request {
+    /// The token endpoint, `https://…` (or `http://` on a trusted network).
+    pub token_url: String,
+    pub client_id: String,
+    /// Inline, or `{"env": …}` / `{"file": …}`, read each time a token is requested.
+    pub client_secret: SecretSource,
+    /// `basic` (HTTP Basic, the default) or `post` (in the form body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<AuthMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Extra form parameters, such as `audience` or `resource`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+    /// How long one request may take; 10s by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Secs>,
+}
+
+/// A command that prints `{"token", "expires_at" | "expires_in"}` or a Kubernetes
+/// `ExecCredential` on stdout.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// The program and its arguments, run without a shell.
+    pub command: Vec<String>,
+    /// The command's whole environment; nothing is inherited from baton's. Values are inline
+    /// or `{"env": …}` / `{"file": …}`, read at each run.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, SecretSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<PathBuf>,
+    /// The command is killed after this long; 30s by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Secs>,
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use baton_core::Secret;
+use baton_core::{Secret, SecretRef};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -34,6 +34,34 @@ impl SecretSource {
             SecretSource::Env { env } => read_env(env),
             SecretSource::File { file } => read_file(file),
         }
+    }
+}
+
+impl From<SecretSource> for SecretRef {
+    fn from(source: SecretSource) -> SecretRef {
+        match source {
+            SecretSource::Inline(secret) => SecretRef::Inline(secret),
+            SecretSource::Env { env } => SecretRef::Env { env },
+            SecretSource::File { file } => SecretRef::File { file },
+        }
+    }
+}
+
+/// The value of a stored reference, read now.
+pub(crate) fn resolve_ref(secret: &SecretRef) -> Result<Secret, PrepareError> {
+    match secret {
+        SecretRef::Inline(secret) => Ok(secret.clone()),
+        SecretRef::Env { env } => read_env(env),
+        SecretRef::File { file } => read_file(file),
+    }
+}
+
+/// How a stored reference is shown: the variable or file, never a value.
+pub(crate) fn describe_ref(secret: &SecretRef) -> serde_json::Value {
+    match secret {
+        SecretRef::Inline(_) => serde_json::json!("(inline)"),
+        SecretRef::Env { env } => serde_json::json!({ "env": env }),
+        SecretRef::File { file } => serde_json::json!({ "file": file }),
     }
 }
 

@@ -37,6 +37,7 @@ pub(crate) fn mint(spec: &StaticSpec, intent: &Intent) -> Result<Minted, IssueEr
         issued_at: intent.started_at,
         not_before: intent.not_before,
         expires_at,
+        note: None,
     })
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn describe(spec: &StaticSpec) -> Value {
 
 /// An RFC 3339 time, `Z` or with a numeric offset (`+02:00`), with or without a fraction of a
 /// second; milliseconds are kept. `None` when `text` is anything else.
-fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<Timestamp> {
     let text = text.trim().to_ascii_uppercase();
     let (base, offset_secs) = split_offset(&text)?;
     let utc = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;

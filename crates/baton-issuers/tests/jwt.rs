@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use baton_core::{Intent, IssuerSpec, JwtSpec, Overlap, RotationReason, Secs, Timestamp};
+use baton_core::{
+    Intent, IssuerSpec, JwtSpec, Overlap, Policy, PolicyRequest, RotationReason, Secs, Timestamp,
+};
 use baton_issuers::{
     describe, jwks, mint, prepare, IssueError, IssuerRequest, MintRequest, Minted, PrepareError,
 };
@@ -70,11 +72,16 @@ fn intent() -> Intent {
 }
 
 async fn mint_with(spec: &IssuerSpec, intent: &Intent, overlap: Overlap) -> Minted {
+    let policy = Policy::from_request(&PolicyRequest {
+        overlap: Some(overlap),
+        ..PolicyRequest::default()
+    })
+    .unwrap();
     let req = MintRequest {
         credential: "payments-api",
         uid: 3,
         intent,
-        overlap,
+        policy: &policy,
     };
     mint(spec, req).await.unwrap()
 }

@@ -1,7 +1,9 @@
 //! The static issuer: a value set by hand is served within the intent's window, cut short at
 //! its own expiry, and refused once that has passed.
 
-use baton_core::{Intent, IssuerSpec, Overlap, RotationReason, Secret, StaticSpec, Timestamp};
+use baton_core::{
+    Intent, IssuerSpec, Policy, PolicyRequest, RotationReason, Secret, StaticSpec, Timestamp,
+};
 use baton_issuers::{
     describe, mint, prepare, IssueError, IssuerRequest, MintRequest, PrepareError,
 };
@@ -37,11 +39,12 @@ async fn mint_intent(
     spec: &IssuerSpec,
     intent: &Intent,
 ) -> Result<baton_issuers::Minted, IssueError> {
+    let policy = Policy::from_request(&PolicyRequest::default()).unwrap();
     let req = MintRequest {
         credential: "legacy",
         uid: 1,
         intent,
-        overlap: Overlap::Allowed,
+        policy: &policy,
     };
     mint(spec, req).await
 }

@@ -170,6 +170,7 @@ impl Harness {
                 fence,
                 error: "issuer answered 503".into(),
                 retry_at,
+                unknown: false,
             },
         )
     }
