@@ -191,18 +191,6 @@ impl Credential {
         }
     }
 
-    /// `min_remaining` for `v`: scaled down with [`Credential::renew_lead_ms`] for a
-    /// short-lived version (half its lead), so that it can be served at all.
-    fn min_remaining_ms(&self, v: &Version) -> u64 {
-        let min_remaining = self.policy.min_remaining.as_millis();
-        let issued = v.expires_at.millis_since(v.not_before);
-        if is_short(&self.policy, issued) {
-            min_remaining.min(self.renew_lead_ms(v) / 2)
-        } else {
-            min_remaining
-        }
-    }
-
     /// Whether the current version is withdrawn while a rotation runs: under `overlap = none`,
     /// an issuer that issues tokens valid at once may revoke the previous one when it does.
     pub(crate) fn withdrawn_during_rotation(&self) -> bool {
@@ -249,7 +237,7 @@ impl Credential {
         let (current, next) = self.effective(now);
         let current = current.filter(|c| c.is_valid_at(now))?;
         let remaining = current.expires_at.millis_since(now);
-        let min_remaining = self.min_remaining_ms(current);
+        let min_remaining = self.policy.min_remaining.as_millis();
         if remaining < min_remaining && next.is_none() {
             return None;
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use baton_api::ApiConfig;
-use baton_engine::{Engine, EngineConfig};
+use baton_engine::Engine;
 use baton_raft::{Node, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -41,7 +41,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("the config file's credential `{name}` was not applied"))?;
     }
 
-    let engine = Engine::start(node.clone(), EngineConfig::default());
+    let engine = Engine::start(node.clone(), config.engine.clone());
     let app = baton_api::router(engine, ApiConfig::default());
     tracing::info!(
         "baton {} listening on http://{addr}",
