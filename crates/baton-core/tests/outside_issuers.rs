@@ -69,7 +69,10 @@ fn an_unknown_outcome_keeps_the_intent_until_its_deadline() {
             unknown: true,
         },
     );
-    assert!(matches!(out, Ok(Output::RotationFailed { attempts: 1 })), "{out:?}");
+    assert!(
+        matches!(out, Ok(Output::RotationFailed { attempts: 1 })),
+        "{out:?}"
+    );
 
     let c = h.credential(NAME);
     assert_eq!(c.status.unknown_outcomes, 1);
@@ -130,7 +133,10 @@ fn under_overlap_none_a_failed_call_serves_the_current_version_again() {
     first_version(&mut h, 600);
     let intent = h.begin_ok(at(480), NAME, at(510));
     h.fail(at(481), NAME, intent.fence, at(490)).expect("fail");
-    let view = h.credential(NAME).token_view(at(482)).expect("served again");
+    let view = h
+        .credential(NAME)
+        .token_view(at(482))
+        .expect("served again");
     assert_eq!(view.current.number, 1);
 }
 

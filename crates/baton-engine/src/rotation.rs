@@ -144,9 +144,11 @@ impl Engine {
 
         // Read the issuer after the intent is committed: a later change of issuer drops the
         // intent, so a result minted from a stale issuer is refused.
-        let spec = node
-            .state()
-            .read(|s| s.credentials.get(name).map(|c| (c.issuer.clone(), c.uid, c.policy)));
+        let spec = node.state().read(|s| {
+            s.credentials
+                .get(name)
+                .map(|c| (c.issuer.clone(), c.uid, c.policy))
+        });
         let Some((issuer, uid, policy)) = spec else {
             return Err(RotateError::NotFound(name.to_owned()));
         };
@@ -193,11 +195,11 @@ impl Engine {
                     } => {
                         self.report_short_lifetime(name, not_before, expires_at);
                         Ok(Rotated {
-                        version,
-                        fence: intent.fence,
-                        not_before,
-                        expires_at,
-                        revision: committed.revision,
+                            version,
+                            fence: intent.fence,
+                            not_before,
+                            expires_at,
+                            revision: committed.revision,
                         })
                     }
                     other => Err(RotateError::Unavailable(format!(
@@ -219,10 +221,13 @@ impl Engine {
                 Err(RotateError::OutcomeUnknown(text))
             }
             Err(error) => {
-                let wait = self.backoff(name).max(error.retry_after().unwrap_or_default());
+                let wait = self
+                    .backoff(name)
+                    .max(error.retry_after().unwrap_or_default());
                 let text = error.to_string();
                 let retry_at = node.now().add_millis(wait.as_millis() as u64);
-                self.fail(name, intent.fence, text.clone(), retry_at).await?;
+                self.fail(name, intent.fence, text.clone(), retry_at)
+                    .await?;
                 Err(RotateError::Issuer(text))
             }
         }

@@ -50,20 +50,14 @@ pub(crate) fn prepare(req: ExecRequest) -> Result<ExecSpec, PrepareError> {
         .find(|k| k.is_empty() || k.contains(['=', '\0']))
     {
         let name: String = name.chars().filter(|c| !c.is_control()).collect();
-        return Err(invalid(
-            "env",
-            &format!("`{name}` is not a variable name"),
-        ));
+        return Err(invalid("env", &format!("`{name}` is not a variable name")));
     }
     let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
     if timeout == Secs::ZERO || timeout > Secs::from_mins(10) {
         return Err(invalid("timeout", "must lie within [1s, 10m]"));
     }
-    let env: BTreeMap<String, SecretRef> = req
-        .env
-        .into_iter()
-        .map(|(k, v)| (k, v.into()))
-        .collect();
+    let env: BTreeMap<String, SecretRef> =
+        req.env.into_iter().map(|(k, v)| (k, v.into())).collect();
     // Check the references now, so that a missing variable is reported when written.
     for value in env.values() {
         resolve_ref(value)?;
@@ -203,10 +197,11 @@ fn parse_output(stdout: &[u8]) -> Result<(Secret, Said), IssueError> {
             crate::static_issuer::parse_rfc3339(text)
                 .ok_or_else(|| bad("expires_at is not an RFC 3339 time"))?,
         ),
-        Value::Number(n) => Some(Timestamp::from_secs(
-            n.as_u64()
-                .ok_or_else(|| bad("expires_at is not a positive number of seconds"))?,
-        )),
+        Value::Number(n) => {
+            Some(Timestamp::from_secs(n.as_u64().ok_or_else(|| {
+                bad("expires_at is not a positive number of seconds")
+            })?))
+        }
         _ => return Err(bad("expires_at is neither a time nor a number")),
     };
     let said = Said {
@@ -239,7 +234,11 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_without_echoing_it() {
-        for out in [&b"not json s3cr3t"[..], br#"{"tok":"s3cr3t"}"#, br#"{"token":""}"#] {
+        for out in [
+            &b"not json s3cr3t"[..],
+            br#"{"tok":"s3cr3t"}"#,
+            br#"{"token":""}"#,
+        ] {
             let err = parse_output(out).unwrap_err().to_string();
             assert!(!err.contains("s3cr3t"), "{err}");
         }

@@ -195,7 +195,13 @@ mod tests {
 
     #[test]
     fn zero_missing_or_garbage_fall_back_to_the_policy_lifetime() {
-        for value in [json!(0), json!("soon"), json!(null), json!(true), json!(0.4)] {
+        for value in [
+            json!(0),
+            json!("soon"),
+            json!(null),
+            json!(true),
+            json!(0.4),
+        ] {
             assert_eq!(lifetime_of(value.clone()).unwrap(), 600, "{value}");
         }
         let w = window(NOW, "opaque", &Said::default(), &policy(600, 7200)).unwrap();

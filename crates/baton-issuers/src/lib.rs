@@ -33,8 +33,7 @@ use baton_core::{Intent, IssuerSpec, Policy, Secret, Timestamp};
 
 pub use error::{IssueError, PrepareError};
 pub use request::{
-    ClaimsRequest, ExecRequest, IssuerRequest, JwtRequest, KeyRequest, OAuth2Request,
-    StaticRequest,
+    ClaimsRequest, ExecRequest, IssuerRequest, JwtRequest, KeyRequest, OAuth2Request, StaticRequest,
 };
 pub use source::SecretSource;
 

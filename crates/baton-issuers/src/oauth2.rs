@@ -145,8 +145,8 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
         kind: "oauth2",
         reason: reason.to_owned(),
     };
-    let json: Value =
-        serde_json::from_slice(&answer).map_err(|_| bad("the token endpoint's answer is not JSON"))?;
+    let json: Value = serde_json::from_slice(&answer)
+        .map_err(|_| bad("the token endpoint's answer is not JSON"))?;
     let token = match json.get("access_token") {
         Some(Value::String(t)) if !t.is_empty() => Secret::new(t.as_str()),
         _ => return Err(bad("the answer has no access_token")),
@@ -199,7 +199,9 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs.min(3600)));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    let wait = at.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+    let wait = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
     Some(wait.min(Duration::from_secs(3600)))
 }
 
@@ -210,7 +212,12 @@ fn oauth_error(answer: &[u8]) -> String {
         return String::new();
     };
     let clean = |v: &Value| -> Option<String> {
-        let text: String = v.as_str()?.chars().filter(|c| !c.is_control()).take(200).collect();
+        let text: String = v
+            .as_str()?
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
         Some(text)
     };
     match (clean(&json["error"]), clean(&json["error_description"])) {
@@ -240,7 +247,10 @@ mod tests {
     fn retry_after_reads_seconds_and_http_dates() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon"), None);
     }
 
