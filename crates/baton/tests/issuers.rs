@@ -519,3 +519,104 @@ async fn overlap_none_withdraws_the_old_token_at_the_rotation_point() {
         "windows do not overlap: {shown}"
     );
 }
+
+/// Writes `script` as a shell script in `dir` and returns an exec credential spec running it.
+fn exec_spec(dir: &Path, name: &str, script: &str) -> Value {
+    let path = dir.join(format!("{name}.sh"));
+    std::fs::write(&path, script).unwrap();
+    json!({
+        "issuer": {
+            "kind": "exec",
+            "command": ["/bin/sh", path.to_str().unwrap()],
+            "env": {"GREETING": "hello", "TOKEN_SUFFIX": {"env": "BATON_TEST_SUFFIX"}},
+            "working_dir": dir.to_str().unwrap(),
+            "timeout": "1s",
+        },
+        "policy": {"lifetime": "1h", "max_lifetime": "2h", "renew_before": "10m",
+                   "min_remaining": "1m"},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_reads_every_accepted_shape_with_only_the_given_environment() {
+    let dir = temp_dir();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let config = dir.path().join("baton.toml");
+    std::fs::write(&config, "[rotation]\nintent_timeout = \"3s\"\n").unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &[("BATON_TEST_SUFFIX", "from-env")],
+    );
+    let http = http();
+    let in_an_hour = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3000));
+    let cases = [
+        // The whole environment is what the spec gives: HOME and PATH are not inherited.
+        ("plain-in", format!(
+            r#"printf '{{"token": "%s-%s-%s", "expires_in": 1800}}' "$GREETING" "${{HOME:-nohome}}" "$TOKEN_SUFFIX""#
+        ), "hello-nohome-from-env", 1800),
+        ("plain-at", format!(r#"echo '{{"token": "at-'"$(basename "$PWD")"'", "expires_at": "{in_an_hour}"}}'"#),
+            "at-scripts", 3000),
+        ("plain-epoch", format!(
+            r#"echo '{{"token": "epoch", "expires_at": {}}}'"#, now_ms() / 1000 + 900
+        ), "epoch", 900),
+        ("k8s", format!(r#"cat <<JSON
+{{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+  "status": {{"token": "k8s-token", "expirationTimestamp": "{in_an_hour}"}}}}
+JSON"#), "k8s-token", 3000),
+    ];
+    for (name, script, _, _) in &cases {
+        put_credential(&http, &server.url, name, exec_spec(&scripts, name, script)).await;
+    }
+    for (name, _, token, lifetime) in &cases {
+        let (status, body, _) = read(&http, &server.url, name, "10s").await;
+        assert_eq!(status, 200, "{name}: {body}");
+        assert_eq!(body["token"], *token, "{name}");
+        let ms = parse_ms(&body["expires_at"]) - parse_ms(&body["not_before"]);
+        let secs = (ms + 500) / 1000;
+        assert!(secs.abs_diff(*lifetime) <= 2, "{name}: {secs} s, not {lifetime}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_failures_are_reported_without_the_token() {
+    let dir = temp_dir();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let server = start_baton(dir.path());
+    let http = http();
+    let past = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60));
+    let cases = [
+        ("fails", r#"echo '{"token": "leaked-token-1"}'; echo "login failed for leaked-token-1" >&2; exit 3"#.to_owned(),
+            vec!["exit status: 3", "login failed for [token]"]),
+        ("hangs", "sleep 30".to_owned(), vec!["outcome is unknown"]),
+        ("garbage", "echo 'this is leaked-token-2, not JSON'".to_owned(), vec!["stdout is not a JSON object"]),
+        ("past", format!(r#"echo '{{"token": "leaked-token-3", "expires_at": "{past}"}}'"#), vec!["expired at"]),
+        ("missing", r#"echo '{"token": "x"}'"#.to_owned(), vec![]),
+    ];
+    for (name, script, _) in &cases {
+        let mut spec = exec_spec(&scripts, name, script);
+        spec["issuer"]["env"] = json!({});
+        if *name == "missing" {
+            spec["issuer"]["command"] = json!(["/nonexistent/program"]);
+        }
+        put_credential(&http, &server.url, name, spec).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for (name, _, expected) in &cases {
+        let shown = show(&http, &server.url, name).await;
+        let error = shown["status"]["last_error"].as_str().unwrap_or_else(|| panic!("{name}: {shown}"));
+        for part in expected {
+            assert!(error.contains(part), "{name}: {error}");
+        }
+        assert!(!error.contains("leaked-token"), "{name}: {error}");
+        let (status, body, _) = read(&http, &server.url, name, "0s").await;
+        assert_eq!(status, 503, "{name}: {body}");
+    }
+    let missing = show(&http, &server.url, "missing").await;
+    assert!(missing["status"]["last_error"].as_str().unwrap().contains("cannot run"));
+    let hangs = show(&http, &server.url, "hangs").await;
+    assert_eq!(hangs["status"]["unknown_outcomes"], 1, "{hangs}");
+    assert!(!server.logs().contains("leaked-token"), "{}", server.logs());
+}
