@@ -335,7 +335,7 @@ impl Credential {
             last_success_at: Some(now),
             unknown_outcomes: self.status.unknown_outcomes,
             short_lifetime: crate::credential::is_short(&self.policy, issued_ms)
-                .then(|| crate::Secs(issued_ms / 1000)),
+                .then_some(crate::Secs(issued_ms / 1000)),
             ..RotationStatus::default()
         };
         Ok(Output::RotationCommitted {

@@ -550,21 +550,45 @@ async fn exec_reads_every_accepted_shape_with_only_the_given_environment() {
         &[("BATON_TEST_SUFFIX", "from-env")],
     );
     let http = http();
-    let in_an_hour = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3000));
+    let in_an_hour =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3000));
     let cases = [
         // The whole environment is what the spec gives: HOME and PATH are not inherited.
-        ("plain-in", format!(
-            r#"printf '{{"token": "%s-%s-%s", "expires_in": 1800}}' "$GREETING" "${{HOME:-nohome}}" "$TOKEN_SUFFIX""#
-        ), "hello-nohome-from-env", 1800),
-        ("plain-at", format!(r#"echo '{{"token": "at-'"$(basename "$PWD")"'", "expires_at": "{in_an_hour}"}}'"#),
-            "at-scripts", 3000),
-        ("plain-epoch", format!(
-            r#"echo '{{"token": "epoch", "expires_at": {}}}'"#, now_ms() / 1000 + 900
-        ), "epoch", 900),
-        ("k8s", format!(r#"cat <<JSON
+        (
+            "plain-in",
+            r#"printf '{"token": "%s-%s-%s", "expires_in": 1800}' "$GREETING" "${HOME:-nohome}" "$TOKEN_SUFFIX""#
+                .to_owned(),
+            "hello-nohome-from-env",
+            1800,
+        ),
+        (
+            "plain-at",
+            format!(
+                r#"echo '{{"token": "at-'"$(basename "$PWD")"'", "expires_at": "{in_an_hour}"}}'"#
+            ),
+            "at-scripts",
+            3000,
+        ),
+        (
+            "plain-epoch",
+            format!(
+                r#"echo '{{"token": "epoch", "expires_at": {}}}'"#,
+                now_ms() / 1000 + 900
+            ),
+            "epoch",
+            900,
+        ),
+        (
+            "k8s",
+            format!(
+                r#"cat <<JSON
 {{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
   "status": {{"token": "k8s-token", "expirationTimestamp": "{in_an_hour}"}}}}
-JSON"#), "k8s-token", 3000),
+JSON"#
+            ),
+            "k8s-token",
+            3000,
+        ),
     ];
     for (name, script, _, _) in &cases {
         put_credential(&http, &server.url, name, exec_spec(&scripts, name, script)).await;
@@ -575,7 +599,10 @@ JSON"#), "k8s-token", 3000),
         assert_eq!(body["token"], *token, "{name}");
         let ms = parse_ms(&body["expires_at"]) - parse_ms(&body["not_before"]);
         let secs = (ms + 500) / 1000;
-        assert!(secs.abs_diff(*lifetime) <= 2, "{name}: {secs} s, not {lifetime}");
+        assert!(
+            secs.abs_diff(*lifetime) <= 2,
+            "{name}: {secs} s, not {lifetime}"
+        );
     }
 }
 
@@ -606,7 +633,9 @@ async fn exec_failures_are_reported_without_the_token() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for (name, _, expected) in &cases {
         let shown = show(&http, &server.url, name).await;
-        let error = shown["status"]["last_error"].as_str().unwrap_or_else(|| panic!("{name}: {shown}"));
+        let error = shown["status"]["last_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: {shown}"));
         for part in expected {
             assert!(error.contains(part), "{name}: {error}");
         }
@@ -615,7 +644,10 @@ async fn exec_failures_are_reported_without_the_token() {
         assert_eq!(status, 503, "{name}: {body}");
     }
     let missing = show(&http, &server.url, "missing").await;
-    assert!(missing["status"]["last_error"].as_str().unwrap().contains("cannot run"));
+    assert!(missing["status"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot run"));
     let hangs = show(&http, &server.url, "hangs").await;
     assert_eq!(hangs["status"]["unknown_outcomes"], 1, "{hangs}");
     assert!(!server.logs().contains("leaked-token"), "{}", server.logs());

@@ -2,6 +2,7 @@
 //! stamps each command with a time and numbers it like a log entry, the way replication does.
 //!
 //! Every helper goes through `State::apply`, the one entry point the rest of baton uses.
+#![allow(dead_code)]
 
 use baton_core::{
     Algorithm, Claims, Command, Credential, Intent, IssuerSpec, JwtSpec, Op, Output, Overlap,
