@@ -164,9 +164,10 @@ impl Rng {
 
 /// Competes for `name` until `until`: acquire (waiting), hold 20–350 ms renewing once past
 /// 150 ms, release (or, one time in twenty, walk away and let the grant expire).
+/// Returns every grant it believed it held.
 async fn contend(url: String, i: usize, name: &'static str, until: Instant) -> Vec<Belief> {
     let http = reqwest::Client::new();
-    let holder = format!("contender-{i}");
+    let mut holder = format!("contender-{i}");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
     let mut beliefs = Vec::new();
     while Instant::now() < until {
@@ -209,7 +210,11 @@ async fn contend(url: String, i: usize, name: &'static str, until: Instant) -> V
             None => {
                 tokio::time::sleep_until((start + hold).min(stop)).await;
                 if rng.below(20) == 0 {
-                    stop // walk away: the grant expires on its own
+                    // Walk away as if crashed: the grant expires on its own, and the
+                    // contender comes back as a new holder (an acquire under the old id
+                    // would renew the grant that it abandoned).
+                    holder = format!("contender-{i}-{}", beliefs.len());
+                    stop
                 } else {
                     let end = Instant::now().min(stop);
                     let release = json!({ "holder": holder, "fence": fence });
