@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::client::Client;
 
 /// baton keeps shared credentials fresh for fleets of stateless programs: it renews each
-/// credential exactly once per rotation and serves the current token over HTTP.
+/// credential exactly once per rotation and serves the current token over HTTP. It also
+/// hands out leases with fencing tokens, for locks and leader election.
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, propagate_version = true)]
 pub struct Cli {
@@ -43,6 +44,17 @@ enum Command {
         #[arg(long, value_name = "DURATION")]
         wait: Option<String>,
     },
+    /// Acquire, renew, release and show leases.
+    #[command(subcommand)]
+    Lease(crate::lease::LeaseCommand),
+    /// Run a command while holding a lease; stop it if the lease is lost (exit status 75).
+    Lock(crate::lock::LockArgs),
+    /// Campaign for leadership; print each change of leader as a line, until SIGINT/SIGTERM.
+    Elect(crate::elect::ElectArgs),
+    /// Print the current leader and fence (exit status 3 when there is none).
+    Leader(crate::elect::LeaderArgs),
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog(crate::watchdog::WatchdogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +68,10 @@ pub struct ServeArgs {
     /// TOML file with the same settings, plus credentials applied at start.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// How far node clocks may disagree, e.g. "500ms" [default: 500ms]. Lease holders are
+    /// told to stop this much (and a margin) before their TTL ends.
+    #[arg(long, value_name = "DURATION")]
+    pub max_clock_skew: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,6 +102,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             ref wait,
         } => client()?.token(name, json, wait.as_deref()).await,
+        Command::Lease(cmd) => crate::lease::run(&cli.addr, cmd).await,
+        Command::Lock(args) => crate::lock::run(&cli.addr, args).await,
+        Command::Elect(args) => crate::elect::elect(&cli.addr, args).await,
+        Command::Leader(args) => crate::elect::leader(&cli.addr, args).await,
+        Command::Watchdog(args) => crate::watchdog::run(args).await,
         Command::Credential(ref cmd) => match cmd {
             CredentialCommand::Put { name, file } => client()?.put(name, file).await,
             CredentialCommand::List => client()?.list().await,

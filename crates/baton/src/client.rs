@@ -12,19 +12,24 @@ pub struct Client {
 }
 
 /// Prints to stdout; a closed pipe (`baton token x | head -c0`) is not an error worth a panic.
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
+/// `--addr` as a base URL: `http://` is assumed when no scheme is given.
+pub(crate) fn base_url(addr: &str) -> String {
+    let addr = addr.trim_end_matches('/');
+    if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 impl Client {
     pub fn new(addr: &str) -> anyhow::Result<Client> {
-        let addr = addr.trim_end_matches('/');
-        let base = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
+        let base = base_url(addr);
         let http = reqwest::Client::builder()
             .user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")))
             .build()

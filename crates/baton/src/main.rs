@@ -5,7 +5,11 @@
 mod cli;
 mod client;
 mod config;
+mod elect;
+mod lease;
+mod lock;
 mod serve;
+mod watchdog;
 
 use std::process::ExitCode;
 

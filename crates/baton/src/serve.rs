@@ -42,7 +42,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let engine = Engine::start(node.clone(), config.engine.clone());
-    let app = baton_api::router(engine, ApiConfig::default());
+    let api = ApiConfig {
+        max_clock_skew: config.max_clock_skew,
+        ..ApiConfig::default()
+    };
+    tracing::debug!(
+        max_clock_skew_ms = api.max_clock_skew.as_millis() as u64,
+        "lease settings"
+    );
+    let app = baton_api::router(engine, api);
     tracing::info!(
         "baton {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
