@@ -122,6 +122,16 @@ pub enum IssueError {
     #[error("expires_in {value} is negative")]
     NegativeExpiresIn { value: String },
 
+    /// The token would never have `min_remaining` left: no read could be given it.
+    #[error(
+        "the issued token is valid for {lifetime_ms} ms, not more than min_remaining \
+         ({min_remaining}): it could never be served"
+    )]
+    TooShortToServe {
+        lifetime_ms: u64,
+        min_remaining: baton_core::Secs,
+    },
+
     /// The token endpoint could not be reached; nothing was sent.
     #[error("oauth2: cannot reach the token endpoint: {reason}")]
     Unreachable { reason: String },

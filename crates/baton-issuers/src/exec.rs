@@ -96,15 +96,24 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Every value passed in, to be cut out of what stderr shows.
+    let mut secrets = Vec::new();
     for (name, value) in &spec.env {
-        command.env(name, resolve_ref(value)?.expose());
+        let value = resolve_ref(value)?;
+        command.env(name, value.expose());
+        secrets.push(value);
     }
     if let Some(dir) = &spec.working_dir {
         command.current_dir(dir);
     }
     let spawn_error = |e: std::io::Error| IssueError::Spawn {
         program: program.clone(),
-        reason: e.to_string(),
+        reason: match &spec.working_dir {
+            Some(dir) if !dir.is_dir() => {
+                format!("working_dir {} is not a directory", dir.display())
+            }
+            _ => e.to_string(),
+        },
     };
     let mut child = command.spawn().map_err(spawn_error)?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -129,10 +138,12 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
     let parsed = parse_output(&stdout);
 
     if !status.success() {
-        let printed = parsed.as_ref().ok().map(|(token, _)| token.expose());
+        if let Ok((token, _)) = &parsed {
+            secrets.push(token.clone());
+        }
         return Err(IssueError::ExitStatus {
             status: status.to_string(),
-            stderr: shown_stderr(&stderr, printed),
+            stderr: shown_stderr(&stderr, &secrets),
         });
     }
     parsed
@@ -145,12 +156,10 @@ async fn read_limited(stream: impl AsyncRead + Unpin) -> Vec<u8> {
     out
 }
 
-/// `: last lines of stderr` with `token` cut out, or nothing when stderr is empty.
-fn shown_stderr(stderr: &[u8], token: Option<&str>) -> String {
-    let mut text = String::from_utf8_lossy(stderr).into_owned();
-    if let Some(token) = token.filter(|t| !t.is_empty()) {
-        text = text.replace(token, "[token]");
-    }
+/// `: last lines of stderr` with the `secrets` (the token printed on stdout, the values of
+/// the environment) cut out, or nothing when stderr is empty.
+fn shown_stderr(stderr: &[u8], secrets: &[Secret]) -> String {
+    let text = crate::source::redact(&String::from_utf8_lossy(stderr), secrets);
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return String::new();
@@ -246,11 +255,12 @@ mod tests {
 
     #[test]
     fn stderr_is_trimmed_shortened_and_never_shows_the_token() {
-        assert_eq!(shown_stderr(b"  login failed\n", None), ": login failed");
-        assert_eq!(shown_stderr(b"\n", None), "");
-        let shown = shown_stderr(b"got tok-123 then failed", Some("tok-123"));
-        assert_eq!(shown, ": got [token] then failed");
+        assert_eq!(shown_stderr(b"  login failed\n", &[]), ": login failed");
+        assert_eq!(shown_stderr(b"\n", &[]), "");
+        let secrets = [Secret::new("tok-123"), Secret::new("APIKEY-77")];
+        let shown = shown_stderr(b"got tok-123 with key APIKEY-77, failed", &secrets);
+        assert_eq!(shown, ": got [redacted] with key [redacted], failed");
         let long = "x".repeat(5000);
-        assert!(shown_stderr(long.as_bytes(), None).chars().count() <= STDERR_SHOWN + 3);
+        assert!(shown_stderr(long.as_bytes(), &[]).chars().count() <= STDERR_SHOWN + 3);
     }
 }

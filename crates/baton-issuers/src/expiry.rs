@@ -4,13 +4,15 @@
 //! milliseconds by mistake, or near 2^63. The rules, in order:
 //!
 //! 1. A negative `expires_in`, or an expiry that is already past, is an issuer error.
-//! 2. A positive `expires_in` (a number or a numeric string) counts in seconds. A value longer
-//!    than `max_lifetime` that is a whole number of thousands is read as milliseconds, the
-//!    shorter and therefore safe reading.
+//! 2. A positive `expires_in` (a number or a numeric string) counts in seconds. A value of a
+//!    million or more (over eleven days) that is a whole number of thousands and longer than
+//!    `max_lifetime` is read as milliseconds (`3600000`): the shorter, therefore safe, reading.
 //! 3. Without a usable value (missing, `0`, not a number), the token's own `exp` is used if
 //!    the token is a JWT, else the policy's `lifetime`.
 //! 4. A JWT's `exp` always bounds the window: baton never serves a token past its own expiry.
 //! 5. The window never exceeds `max_lifetime`.
+//! 6. A window no longer than `min_remaining` is an issuer error: such a token could never be
+//!    served, and renewing it would only call the issuer in a loop.
 //!
 //! All arithmetic is checked or saturating; nothing here can panic or overflow.
 
@@ -19,6 +21,9 @@ use baton_core::{Policy, Timestamp};
 use serde_json::Value;
 
 use crate::IssueError;
+
+/// The smallest `expires_in` that may be milliseconds by mistake.
+const MILLIS_FROM: u64 = 1_000_000;
 
 /// What an issuer said about the expiry of the token it issued.
 #[derive(Clone, Debug, Default)]
@@ -56,7 +61,11 @@ pub(crate) fn window(
         (Some(at), _) if *at <= now => return Err(IssueError::AlreadyExpired { expired_at: *at }),
         (Some(at), _) => Some(at.millis_since(now)),
         (None, Some(value)) => match expires_in_secs(value)? {
-            Some(secs) if secs.saturating_mul(1000) > max_ms && secs % 1000 == 0 => {
+            Some(secs)
+                if secs >= MILLIS_FROM
+                    && secs.saturating_mul(1000) > max_ms
+                    && secs % 1000 == 0 =>
+            {
                 note = Some(format!(
                     "expires_in {secs} exceeds max_lifetime; read as milliseconds"
                 ));
@@ -82,6 +91,13 @@ pub(crate) fn window(
         (None, None) => policy.lifetime.as_millis(),
     };
     let lifetime_ms = lifetime_ms.min(max_ms).max(1);
+    let min_remaining = policy.min_remaining;
+    if lifetime_ms <= min_remaining.as_millis() {
+        return Err(IssueError::TooShortToServe {
+            lifetime_ms,
+            min_remaining,
+        });
+    }
     Ok(Window {
         not_before: now,
         expires_at: now.add_millis(lifetime_ms),
@@ -224,6 +240,26 @@ mod tests {
         assert_eq!(lifetime_of(json!(3_600_000)).unwrap(), 3600);
     }
 
+    /// Regression: `expires_in: 3000` with a 20-minute policy was read as 3 seconds, and the
+    /// issuer was called every two seconds.
+    #[test]
+    fn ordinary_values_above_max_lifetime_are_seconds_capped() {
+        let said = Said {
+            expires_in: Some(json!(3000)),
+            expires_at: None,
+        };
+        let w = window(NOW, "opaque", &said, &policy(1200, 1200)).unwrap();
+        assert_eq!(w.expires_at, NOW.add(Secs(1200)));
+        assert_eq!(w.note, None);
+    }
+
+    #[test]
+    fn a_token_too_short_to_serve_is_an_issuer_error() {
+        // The test policy asks for 600 s / 4 / 2 = 75 s left at every read.
+        let err = lifetime_of(json!(60)).unwrap_err();
+        assert!(matches!(err, IssueError::TooShortToServe { .. }), "{err}");
+    }
+
     #[test]
     fn huge_values_are_capped_at_max_lifetime_without_overflow() {
         for value in [
@@ -269,12 +305,14 @@ mod tests {
     #[test]
     fn a_fresh_token_never_expires_in_the_past() {
         let p = policy(600, 7200);
-        let said = Said {
+        let said = |at| Said {
             expires_in: None,
-            expires_at: Some(NOW.add_millis(1)),
+            expires_at: Some(at),
         };
-        let w = window(NOW, "opaque", &said, &p).unwrap();
+        let w = window(NOW, "opaque", &said(NOW.add(Secs(76))), &p).unwrap();
         assert!(w.expires_at > NOW);
+        // One millisecond left is refused, never committed as already over.
+        assert!(window(NOW, "opaque", &said(NOW.add_millis(1)), &p).is_err());
     }
 
     #[test]

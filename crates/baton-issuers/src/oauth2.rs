@@ -22,7 +22,14 @@ use crate::{IssueError, PrepareError};
 /// A token endpoint's answer is at most this large.
 const MAX_ANSWER: usize = 1 << 20;
 /// Form parameters baton sets itself.
-const RESERVED: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+const RESERVED: [&str; 6] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "client_assertion",
+    "client_assertion_type",
+];
 const DEFAULT_TIMEOUT: Secs = Secs(10);
 
 pub(crate) fn prepare(req: OAuth2Request) -> Result<OAuth2Spec, PrepareError> {
@@ -36,10 +43,17 @@ pub(crate) fn prepare(req: OAuth2Request) -> Result<OAuth2Spec, PrepareError> {
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid("token_url", "must be an http:// or https:// URL"));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "token_url",
+            "must not hold credentials; give them as client_id and client_secret",
+        ));
+    }
     if req.client_id.is_empty() {
         return Err(invalid("client_id", "must not be empty"));
     }
-    if let Some(param) = req.params.keys().find(|k| RESERVED.contains(&k.as_str())) {
+    let reserved = |k: &String| RESERVED.iter().any(|r| r.eq_ignore_ascii_case(k));
+    if let Some(param) = req.params.keys().find(|k| reserved(k)) {
         return Err(invalid(
             "params",
             &format!("`{param}` is set by baton, not in params"),
@@ -119,7 +133,7 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
         Ok(response) => response,
         Err(e) if e.is_connect() => {
             return Err(IssueError::Unreachable {
-                reason: error_chain(&e),
+                reason: error_chain(&e.without_url()),
             })
         }
         // Sent, but no answer: the endpoint may have issued a token.
@@ -137,7 +151,7 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
         let honoured = matches!(status.as_u16(), 429 | 503);
         return Err(IssueError::Status {
             status: status.as_u16(),
-            detail: oauth_error(&answer),
+            detail: crate::source::redact(&oauth_error(&answer), std::slice::from_ref(&secret)),
             retry_after: retry_after.filter(|_| honoured),
         });
     }

@@ -65,6 +65,15 @@ pub(crate) fn describe_ref(secret: &SecretRef) -> serde_json::Value {
     }
 }
 
+/// `text` with every occurrence of a secret (of four characters or more) cut out.
+pub(crate) fn redact(text: &str, secrets: &[Secret]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret.expose(), "[redacted]");
+    }
+    text
+}
+
 fn read_env(name: &str) -> Result<Secret, PrepareError> {
     match std::env::var(name) {
         Ok(value) => Ok(Secret::new(value)),

@@ -64,6 +64,10 @@ impl RawRotation {
             "rotation.intent_timeout must be at least 1s"
         );
         anyhow::ensure!(
+            !config.backoff_base.is_zero() && !config.min_interval.is_zero(),
+            "rotation.backoff_base and rotation.min_interval must be at least 1s"
+        );
+        anyhow::ensure!(
             config.backoff_base <= config.backoff_max,
             "rotation.backoff_base must not exceed rotation.backoff_max"
         );

@@ -615,8 +615,8 @@ async fn exec_failures_are_reported_without_the_token() {
     let http = http();
     let past = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60));
     let cases = [
-        ("fails", r#"echo '{"token": "leaked-token-1"}'; echo "login failed for leaked-token-1" >&2; exit 3"#.to_owned(),
-            vec!["exit status: 3", "login failed for [token]"]),
+        ("fails", r#"echo '{"token": "leaked-token-1"}'; echo "login failed for leaked-token-1 with $API_KEY" >&2; exit 3"#.to_owned(),
+            vec!["exit status: 3", "login failed for [redacted] with [redacted]"]),
         ("hangs", "sleep 30".to_owned(), vec!["outcome is unknown"]),
         ("garbage", "echo 'this is leaked-token-2, not JSON'".to_owned(), vec!["stdout is not a JSON object"]),
         ("past", format!(r#"echo '{{"token": "leaked-token-3", "expires_at": "{past}"}}'"#), vec!["expired at"]),
@@ -624,7 +624,7 @@ async fn exec_failures_are_reported_without_the_token() {
     ];
     for (name, script, _) in &cases {
         let mut spec = exec_spec(&scripts, name, script);
-        spec["issuer"]["env"] = json!({});
+        spec["issuer"]["env"] = json!({"API_KEY": "leaked-token-api-key"});
         if *name == "missing" {
             spec["issuer"]["command"] = json!(["/nonexistent/program"]);
         }
