@@ -42,7 +42,7 @@ pub struct JwtRequest {
 
 /// Where a jwt issuer's signing key comes from: `"generate"`, or a PKCS#8 (or, for RSA,
 /// PKCS#1) PEM private key given as `{"pem": "..."}`, `{"env": "NAME"}` or `{"file": "PATH"}`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyRequest {
     /// baton generates a key, and keeps it when the same configuration is applied again.
@@ -51,6 +51,53 @@ pub enum KeyRequest {
     Pem(Secret),
     Env(String),
     File(PathBuf),
+}
+
+const KEY_EXPECTED: &str =
+    r#""generate", {"pem": "-----BEGIN …"}, {"env": "NAME"} or {"file": "PATH"}"#;
+
+/// Hand-written so that a mistake (a PEM key given as a bare string, say) is refused with a
+/// message that never repeats the value.
+impl<'de> Deserialize<'de> for KeyRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = KeyRequest;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(KEY_EXPECTED)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<KeyRequest, E> {
+        if v == "generate" {
+            return Ok(KeyRequest::Generate);
+        }
+        Err(E::custom(format!(
+            "key: a string must be \"generate\"; give a key as {KEY_EXPECTED}"
+        )))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeyRequest, A::Error> {
+        use serde::de::Error;
+        let key: Option<String> = map.next_key()?;
+        let request = match key.as_deref() {
+            Some("pem") => KeyRequest::Pem(map.next_value()?),
+            Some("env") => KeyRequest::Env(map.next_value()?),
+            Some("file") => KeyRequest::File(map.next_value()?),
+            _ => return Err(A::Error::custom(format!("key: expected {KEY_EXPECTED}"))),
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(A::Error::custom(format!(
+                "key: exactly one of pem, env or file; expected {KEY_EXPECTED}"
+            )));
+        }
+        Ok(request)
+    }
 }
 
 impl KeyRequest {

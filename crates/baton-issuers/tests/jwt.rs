@@ -376,6 +376,30 @@ fn unknown_fields_and_kinds_are_refused() {
     assert!(err.to_string().contains("HS256"), "{err}");
 }
 
+/// Regression: a PEM key given as a bare string came back in the error as an
+/// "unknown variant", key and all.
+#[test]
+fn a_key_given_as_a_bare_string_is_refused_without_echoing_it() {
+    let pem =
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIB3cr3tS3cr3t\n-----END PRIVATE KEY-----";
+    for key in [
+        json!(pem),
+        json!({"pem": pem, "env": "X"}),
+        json!({"pam": pem}),
+    ] {
+        let err = serde_json::from_value::<IssuerRequest>(json!({"kind": "jwt", "key": key}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("S3cr3t") && !err.contains("BEGIN PRIVATE"),
+            "{err}"
+        );
+        assert!(err.contains("generate"), "{err}");
+    }
+    let ok = serde_json::from_value::<IssuerRequest>(json!({"kind": "jwt", "key": {"pem": pem}}));
+    assert!(ok.is_ok());
+}
+
 #[test]
 fn a_request_reads_from_toml() {
     let req: IssuerRequest = toml::from_str(
