@@ -44,7 +44,10 @@ struct Rendered {
 
 enum Lookup {
     Missing,
-    NotYet { retry_at: Option<Timestamp> },
+    NotYet {
+        retry_at: Option<Timestamp>,
+        last_error: Option<String>,
+    },
     Ready(Rendered),
 }
 
@@ -52,6 +55,7 @@ fn render(c: &Credential, now: Timestamp, revision: u64) -> Lookup {
     let Some(view) = c.token_view(now) else {
         return Lookup::NotYet {
             retry_at: c.status.retry_at,
+            last_error: c.status.last_error.clone(),
         };
     };
     let next = view.next.map(|n: &Version| NextView {
@@ -83,7 +87,10 @@ fn render(c: &Credential, now: Timestamp, revision: u64) -> Lookup {
             max_age,
         }),
         // Serializing strings and numbers cannot fail; treat it as "not yet" if it ever does.
-        Err(_) => Lookup::NotYet { retry_at: None },
+        Err(_) => Lookup::NotYet {
+            retry_at: None,
+            last_error: None,
+        },
     }
 }
 
@@ -122,10 +129,13 @@ pub(crate) async fn read(
             None => Lookup::Missing,
             Some(c) => render(c, now, shared.revision()),
         });
-        let retry_at = match lookup {
+        let (retry_at, last_error) = match lookup {
             Lookup::Ready(rendered) => return Ok(respond(rendered, &headers)),
             Lookup::Missing => return Err(ApiError::not_found(&name)),
-            Lookup::NotYet { retry_at } => retry_at,
+            Lookup::NotYet {
+                retry_at,
+                last_error,
+            } => (retry_at, last_error),
         };
 
         // Wait for the next applied change, and look again at least every 250 ms (a version
@@ -136,7 +146,16 @@ pub(crate) async fn read(
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "token_unavailable",
-                format!("no version of `{name}` can be served yet; the next rotation is pending"),
+                match last_error {
+                    // Rotation errors never hold a secret: issuers leave them out.
+                    Some(error) => format!(
+                        "no version of `{name}` can be served yet; the last rotation failed: \
+                         {error}"
+                    ),
+                    None => format!(
+                        "no version of `{name}` can be served yet; the next rotation is pending"
+                    ),
+                },
             )
             .retry_after(after));
         }

@@ -278,6 +278,11 @@ async fn a_negative_expires_in_is_an_issuer_error_retried_with_backoff() {
     let (status, body, retry) = read(&http, &server.url, "negative", "0s").await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["error"]["code"], "token_unavailable");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the last rotation failed") && message.contains("negative"),
+        "{message}"
+    );
     assert!(retry.is_some());
     let shown = show(&http, &server.url, "negative").await;
     let error = shown["status"]["last_error"].as_str().unwrap();
