@@ -1,8 +1,9 @@
 //! The `exec` issuer: a command that prints a token and its expiry as JSON.
 //!
 //! The command is an argv list run without a shell, with exactly the environment its spec
-//! gives and an optional working directory. It is killed when its timeout passes. Its stdout
-//! is one of:
+//! gives and an optional working directory, in a process group of its own. The group is
+//! killed when the command exits or its timeout passes, so nothing it started in the
+//! background outlives it. Its stdout is one of:
 //!
 //! - `{"token": "…", "expires_at": "RFC 3339" | UNIX_SECONDS}` or `{"token", "expires_in"}`;
 //! - a Kubernetes `ExecCredential`: `{"status": {"token": "…", "expirationTimestamp": "…"}}`.
@@ -12,8 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use baton_core::{ExecSpec, Secret, SecretRef, Secs, Timestamp};
+use rustix::process::{kill_process_group, Pid, Signal};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -27,6 +31,8 @@ const MAX_OUTPUT: u64 = 1 << 20;
 /// How much of stderr an error shows.
 const STDERR_SHOWN: usize = 512;
 const DEFAULT_TIMEOUT: Secs = Secs(30);
+/// How long output is still read after the command exits.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) fn prepare(req: ExecRequest) -> Result<ExecSpec, PrepareError> {
     let invalid = |field, reason: &str| PrepareError::InvalidField {
@@ -95,6 +101,7 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     // Every value passed in, to be cut out of what stderr shows.
     let mut secrets = Vec::new();
@@ -120,19 +127,24 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
         return Err(spawn_error(std::io::Error::other("no pipes")));
     };
 
-    // On timeout the future, and with it the child, is dropped: `kill_on_drop` kills it.
-    let run = async {
-        let (out, err) = tokio::join!(read_limited(stdout), read_limited(stderr));
-        let status = child.wait().await;
-        (status, out, err)
-    };
-    let Ok((status, stdout, stderr)) = tokio::time::timeout(spec.timeout.as_std(), run).await
-    else {
+    let group = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let stdout = Output::collect(stdout);
+    let stderr = Output::collect(stderr);
+
+    let status = tokio::time::timeout(spec.timeout.as_std(), child.wait()).await;
+    // Whatever happened, end the command's process group: what it left running in the
+    // background goes with it, and the pipes it held close.
+    if let Some(group) = group {
+        let _ = kill_process_group(group, Signal::KILL);
+    }
+    let Ok(status) = status else {
         return Err(IssueError::OutcomeUnknown {
             kind: "exec",
             timeout: spec.timeout.as_std(),
         });
     };
+    let stdout = zeroize::Zeroizing::new(stdout.finish().await);
+    let stderr = stderr.finish().await;
     let status = status.map_err(spawn_error)?;
     let stdout = zeroize::Zeroizing::new(stdout);
     let parsed = parse_output(&stdout);
@@ -149,11 +161,35 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
     parsed
 }
 
-async fn read_limited(stream: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut out = Vec::new();
-    // A read error ends the output: what was read is judged like any other output.
-    let _ = stream.take(MAX_OUTPUT).read_to_end(&mut out).await;
-    out
+/// A pipe read in the background, up to [`MAX_OUTPUT`] bytes.
+struct Output {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Output {
+    fn collect(stream: impl AsyncRead + Unpin + Send + 'static) -> Output {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let reader = tokio::spawn(async move {
+            let mut stream = stream.take(MAX_OUTPUT);
+            let mut chunk = [0u8; 8192];
+            // A read error ends the output: what was read is judged like any other output.
+            while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        Output { buffer, reader }
+    }
+
+    /// What was read once the pipe closed, or after [`OUTPUT_GRACE`] if a process that left
+    /// the command's group still holds it open.
+    async fn finish(self) -> Vec<u8> {
+        let _ = tokio::time::timeout(OUTPUT_GRACE, &mut { self.reader }).await;
+        std::mem::take(&mut *self.buffer.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// `: last lines of stderr` with the `secrets` (the token printed on stdout, the values of

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -598,6 +599,27 @@ JSON"#
     for (name, script, _, _) in &cases {
         put_credential(&http, &server.url, name, exec_spec(&scripts, name, script)).await;
     }
+    // A command that leaves a child running in the background, holding stdout: its answer
+    // counts as soon as it exits, and the child is ended with it.
+    let background = r#"/bin/sleep 301.25 & echo '{"token": "bg-token", "expires_in": 1800}'"#;
+    put_credential(
+        &http,
+        &server.url,
+        "background",
+        exec_spec(&scripts, "background", background),
+    )
+    .await;
+    let (status, body, _) = read(&http, &server.url, "background", "10s").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token"], "bg-token");
+    let left = Command::new("pgrep")
+        .args(["-f", "sleep 301.25"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the background child was left running"
+    );
     for (name, _, token, lifetime) in &cases {
         let (status, body, _) = read(&http, &server.url, name, "10s").await;
         assert_eq!(status, 200, "{name}: {body}");
