@@ -171,7 +171,7 @@ fn parse_spec(file: &Path, text: &str) -> anyhow::Result<Value> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
     if is_toml {
-        let value: toml::Value = toml::from_str(text)
+        let value: toml::Value = crate::config::from_toml(text)
             .with_context(|| format!("{} is not valid TOML", file.display()))?;
         return Ok(serde_json::to_value(value)?);
     }

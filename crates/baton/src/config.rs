@@ -119,7 +119,21 @@ impl ServeConfig {
 fn read(path: &Path) -> anyhow::Result<RawConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("the config file {} is invalid", path.display()))
+    from_toml(&text).with_context(|| format!("the config file {} is invalid", path.display()))
+}
+
+/// Parses TOML, with errors that give the line, column and reason but never quote the text:
+/// the offending line may hold a secret.
+pub fn from_toml<T: serde::de::DeserializeOwned>(text: &str) -> anyhow::Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+            format!("line {line}, column {column}: ")
+        });
+        anyhow::anyhow!("{}{}", at.unwrap_or_default(), e.message().trim_end())
+    })
 }
 
 fn parse_skew(text: &str) -> anyhow::Result<Duration> {

@@ -275,3 +275,44 @@ async fn secrets_never_reach_logs_answers_or_cli_output() {
         leaks.join("\n  ")
     );
 }
+
+/// Regression: a TOML syntax error on a line holding a secret printed the line, secret and all,
+/// both for `baton serve --config` and for `baton credential put --file x.toml`.
+#[test]
+fn toml_errors_point_at_the_line_without_quoting_it() {
+    let dir = temp_dir();
+    let config = dir.path().join("baton.toml");
+    std::fs::write(
+        &config,
+        "[credentials.x]\nissuer = { kind = \"static\", token = \"TOML-SEKRET-123\" } x\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("line 2, column"), "{stderr}");
+    assert!(!stderr.contains("TOML-SEKRET-123"), "{stderr}");
+
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "[issuer]\nkind = \"static\"\ntoken = \"TOML-SEKRET-456\" x\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = common::cli_at(
+        &common::closed_url(),
+        &["credential", "put", "x", "--file", spec.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("line 3, column"), "{stderr}");
+    assert!(
+        !format!("{stdout}{stderr}").contains("TOML-SEKRET-456"),
+        "{stderr}"
+    );
+}
