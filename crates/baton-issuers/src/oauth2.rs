@@ -83,7 +83,7 @@ pub(crate) fn prepare(req: OAuth2Request) -> Result<OAuth2Spec, PrepareError> {
 pub(crate) fn describe(spec: &OAuth2Spec) -> Value {
     serde_json::json!({
         "kind": "oauth2",
-        "token_url": spec.token_url,
+        "token_url": shown_url(&spec.token_url),
         "client_id": spec.client_id,
         "client_secret": describe_ref(&spec.client_secret),
         "auth_method": spec.auth_method,
@@ -91,6 +91,21 @@ pub(crate) fn describe(spec: &OAuth2Spec) -> Value {
         "params": spec.params,
         "timeout": spec.timeout,
     })
+}
+
+/// The token URL without the values of its query, which may carry a secret.
+fn shown_url(url: &str) -> String {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return String::from("(invalid)");
+    };
+    if parsed.query().is_some() {
+        let names: Vec<String> = parsed
+            .query_pairs()
+            .map(|(k, _)| format!("{k}=***"))
+            .collect();
+        parsed.set_query(Some(&names.join("&")));
+    }
+    parsed.to_string()
 }
 
 fn client() -> &'static reqwest::Client {
@@ -266,6 +281,18 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn the_shown_url_keeps_query_names_but_not_values() {
+        assert_eq!(
+            shown_url("https://auth.example/token?key=s3cr3t&x=1"),
+            "https://auth.example/token?key=***&x=***"
+        );
+        assert_eq!(
+            shown_url("https://auth.example/token"),
+            "https://auth.example/token"
+        );
     }
 
     #[test]
