@@ -77,9 +77,11 @@ pub struct Lease {
     pub name: String,
     /// The latest grant; it may have expired.
     pub hold: Option<Hold>,
-    /// The fence of the latest grant, kept after release so that a retried release by the
-    /// same holder is recognised.
+    /// The fence and holder of the latest grant, kept after release so that a retried release
+    /// by the same holder is recognised, and one by anybody else is not.
     pub last_fence: u64,
+    #[serde(default)]
+    pub last_holder: String,
     /// The revision of the last change.
     pub revision: u64,
 }
@@ -170,6 +172,7 @@ impl State {
             name: name.clone(),
             hold: None,
             last_fence: 0,
+            last_holder: String::new(),
             revision,
         });
         // The holder of a live grant asking again (a retry): extend it, same fence.
@@ -207,6 +210,7 @@ impl State {
         };
         let expires_at = hold.expires_at();
         if let Some(lease) = self.leases.get_mut(&name) {
+            lease.last_holder.clone_from(&hold.holder);
             lease.hold = Some(hold);
             lease.last_fence = fence;
             lease.revision = revision;
@@ -276,7 +280,7 @@ impl State {
             Ok(hold) if hold.holder == holder => {}
             Ok(hold) => return Err(not_owner(Some(hold.fence))),
             // Released already, and nobody was granted the lease since: a retried release.
-            Err(None) if lease.last_fence == fence => {
+            Err(None) if lease.last_fence == fence && lease.last_holder == holder => {
                 return Ok(Output::LeaseReleased {
                     fence,
                     released: false,

@@ -361,7 +361,7 @@ fn check_release(
                 "stale fence {} accepted",
                 fence
             );
-            prop_assert!(latest.is_some_and(|g| g.released));
+            prop_assert!(latest.is_some_and(|g| g.released && g.holder == holder));
             prop_assert_eq!(&after.leases, &before.leases);
             prop_assert_eq!(&after.kv, &before.kv);
         }
@@ -478,4 +478,36 @@ fn stale_fence_is_refused_by_renew_release_and_bound_put() {
         );
         assert_eq!(h.state, before, "{op:?} changed the state");
     }
+}
+
+/// Regression: a release retried by a holder that never held the released grant answered
+/// success (`released: false`); it is refused as not the owner.
+#[test]
+fn a_retried_release_by_another_holder_is_refused() {
+    let mut h = Harness::new();
+    let Ok(Output::LeaseGranted { fence, .. }) = h.apply(Op::AcquireLease {
+        name: "leader".into(),
+        holder: "h1".into(),
+        ttl_ms: 1_000,
+    }) else {
+        panic!("the first acquire is granted");
+    };
+    let release = |holder: &str| Op::ReleaseLease {
+        name: "leader".into(),
+        holder: holder.into(),
+        fence,
+    };
+    assert!(matches!(
+        h.apply(release("h1")),
+        Ok(Output::LeaseReleased { released: true, .. })
+    ));
+    let out = h.apply(release("h2"));
+    assert!(matches!(out, Err(CommandError::NotOwner { .. })), "{out:?}");
+    assert!(matches!(
+        h.apply(release("h1")),
+        Ok(Output::LeaseReleased {
+            released: false,
+            ..
+        })
+    ));
 }
