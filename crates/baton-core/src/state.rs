@@ -38,14 +38,21 @@ pub enum Changed {
 
 /// A credential name that does not match `[A-Za-z0-9._-]{1,128}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("invalid name `{shown}`: a name is 1 to 128 characters from A-Z a-z 0-9 . _ -")]
+#[error(
+    "invalid name `{shown}`: a name is 1 to 128 characters from A-Z a-z 0-9 . _ -, other than \
+     `.` and `..`"
+)]
 pub struct NameError {
     /// The name as given, shortened for display.
     shown: String,
 }
 
+/// `.` and `..` match the pattern but are path segments to every URL parser on the way, so
+/// they are refused too.
 pub fn validate_name(name: &str) -> Result<(), NameError> {
     let ok = (1..=128).contains(&name.len())
+        && name != "."
+        && name != ".."
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

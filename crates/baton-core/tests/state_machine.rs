@@ -88,6 +88,9 @@ mod put {
             "has space",
             "slash/inside",
             "ünïcode",
+            // Regression: `.` and `..` were accepted, then unreachable through any URL.
+            ".",
+            "..",
             too_long.as_str(),
         ] {
             let out = h.put(at(0), name, static_issuer("t"), policy(Overlap::Allowed));
