@@ -22,6 +22,8 @@ pub enum DurationError {
     Fractional(String),
     #[error("a duration cannot be negative")]
     Negative,
+    #[error("`{0}`: `M` means months; write \"m\" for minutes or \"months\" for months")]
+    BareMonth(String),
 }
 
 impl Secs {
@@ -51,6 +53,9 @@ impl Secs {
         if text.starts_with('-') {
             return Err(DurationError::Negative);
         }
+        if has_bare_month(text) {
+            return Err(DurationError::BareMonth(text.to_owned()));
+        }
         let d = humantime::parse_duration(text)
             .map_err(|_| DurationError::Unparsable(text.to_owned()))?;
         if d.subsec_nanos() != 0 {
@@ -58,6 +63,17 @@ impl Secs {
         }
         Ok(Secs(d.as_secs()))
     }
+}
+
+/// Whether `text` uses the unit `M` (months to humantime, minutes to many readers).
+fn has_bare_month(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'M'
+            && i > 0
+            && bytes[i - 1].is_ascii_digit()
+            && !bytes.get(i + 1).is_some_and(u8::is_ascii_alphabetic)
+    })
 }
 
 /// The shortest readable form: `20m`, `1h 30m`, `0s`.
@@ -145,6 +161,21 @@ mod tests {
         ));
         assert!(serde_json::from_str::<Secs>("-3").is_err());
         assert!(serde_json::from_str::<Secs>("1.5").is_err());
+    }
+
+    /// Regression: "60M" was read as sixty months where "60 minutes" was meant.
+    #[test]
+    fn a_bare_m_is_refused_as_ambiguous() {
+        assert!(matches!(
+            Secs::parse("60M"),
+            Err(DurationError::BareMonth(_))
+        ));
+        assert!(matches!(
+            Secs::parse("1h 5M"),
+            Err(DurationError::BareMonth(_))
+        ));
+        assert_eq!(Secs::parse("1months"), Ok(Secs(2_630_016)));
+        assert_eq!(Secs::parse("60m"), Ok(Secs(3600)));
     }
 
     #[test]
