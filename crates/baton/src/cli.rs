@@ -13,13 +13,14 @@ use crate::client::Client;
 #[derive(Debug, Parser)]
 #[command(name = "baton", version, propagate_version = true)]
 pub struct Cli {
-    /// The server that client commands talk to.
+    /// The server that client commands talk to (not used by `serve`).
     #[arg(
         long,
         env = "BATON_ADDR",
         default_value = "http://127.0.0.1:7171",
         global = true,
-        value_name = "URL"
+        value_name = "URL",
+        help_heading = "Client options"
     )]
     addr: String,
     #[command(subcommand)]
@@ -78,19 +79,30 @@ pub struct ServeArgs {
 enum CredentialCommand {
     /// Create or replace a credential from a spec file (JSON or TOML).
     Put {
+        /// The credential's name: 1 to 128 of A-Z a-z 0-9 . _ -
         name: String,
-        /// The spec: `{"issuer": {...}, "policy": {...}}`, or the same in TOML.
+        /// The spec: `{"issuer": {...}, "policy": {...}}`, or the same in TOML (a file ending
+        /// in `.toml`). `-` reads it from stdin, as JSON or TOML.
         #[arg(long, short, value_name = "SPEC")]
         file: PathBuf,
     },
     /// List credentials.
     List,
     /// Show a credential's issuer, policy, versions and rotation state (never its secrets).
-    Show { name: String },
+    Show {
+        /// The credential's name.
+        name: String,
+    },
     /// Delete a credential.
-    Delete { name: String },
+    Delete {
+        /// The credential's name.
+        name: String,
+    },
     /// Rotate a credential now.
-    Rotate { name: String },
+    Rotate {
+        /// The credential's name.
+        name: String,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

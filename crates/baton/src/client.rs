@@ -72,9 +72,16 @@ impl Client {
     }
 
     pub async fn put(&self, name: &str, file: &Path) -> anyhow::Result<ExitCode> {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let spec = parse_spec(file, &text)?;
+        let spec = if file == Path::new("-") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the spec from stdin")?;
+            parse_stdin_spec(&text)?
+        } else {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            parse_spec(file, &text)?
+        };
         let req = self.http.put(self.credential_url(name, "")?).json(&spec);
         let body = self.call(req).await?;
         out(&format!(
@@ -163,6 +170,16 @@ impl Client {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Reads a spec from stdin: JSON when it looks like JSON, TOML otherwise.
+fn parse_stdin_spec(text: &str) -> anyhow::Result<Value> {
+    if text.trim_start().starts_with('{') {
+        return serde_json::from_str(text).context("the spec on stdin is not valid JSON");
+    }
+    let value: toml::Value =
+        crate::config::from_toml(text).context("the spec on stdin is not valid TOML")?;
+    Ok(serde_json::to_value(value)?)
 }
 
 /// Reads a spec as TOML when the file says so by its extension, as JSON otherwise.

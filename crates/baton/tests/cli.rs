@@ -83,15 +83,34 @@ async fn put_from_json_and_toml_then_list_and_show() {
     );
     assert!(out.contains("from-toml"), "{out}");
 
+    // `--file -` reads the spec from stdin, JSON or TOML.
+    for (name, text) in [("stdin-json", JWT_SPEC), ("stdin-toml", STATIC_TOML)] {
+        let mut child = std::process::Command::new(common::BIN)
+            .args(["credential", "put", name, "--file", "-"])
+            .env("BATON_ADDR", &server.url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{name}");
+    }
+
     let out = succeed(&server, &["credential", "list"]);
     let listed: Vec<&str> = out
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert!(
-        listed.contains(&"from-json") && listed.contains(&"from-toml"),
-        "{out}"
-    );
+    for name in ["from-json", "from-toml", "stdin-json", "stdin-toml"] {
+        assert!(listed.contains(&name), "{name}: {out}");
+    }
 
     // The TOML spec was read as written, durations in both forms.
     let out = succeed(&server, &["credential", "show", "from-toml"]);
