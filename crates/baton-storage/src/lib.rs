@@ -53,7 +53,9 @@ const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
-    #[error("cannot open the database {path}: {source}")]
+    /// The cause follows in the error's chain ("Database already open" when another baton
+    /// process uses the same data directory).
+    #[error("cannot open the database {path}")]
     Database {
         path: String,
         source: redb::DatabaseError,
