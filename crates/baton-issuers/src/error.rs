@@ -14,7 +14,9 @@ use baton_core::{Algorithm, Timestamp};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PrepareError {
-    #[error("environment variable {name} is not set")]
+    #[error(
+        "environment variable {name} is not set (references are read where the baton server runs)"
+    )]
     EnvNotSet { name: String },
 
     #[error("environment variable {name} is not valid UTF-8")]

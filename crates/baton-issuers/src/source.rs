@@ -221,7 +221,7 @@ mod tests {
         let err = missing.resolve().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "environment variable BATON_TEST_SURELY_UNSET_4711 is not set"
+            "environment variable BATON_TEST_SURELY_UNSET_4711 is not set (references are read where the baton server runs)"
         );
     }
 

@@ -345,7 +345,7 @@ fn key_sources_name_the_variable_or_file() {
     let err = prepare_err(json!({"kind": "jwt", "key": {"env": "BATON_TEST_NO_SUCH_KEY"}}));
     assert_eq!(
         err.to_string(),
-        "environment variable BATON_TEST_NO_SUCH_KEY is not set"
+        "environment variable BATON_TEST_NO_SUCH_KEY is not set (references are read where the baton server runs)"
     );
     let err = prepare_err(json!({"kind": "jwt", "key": {"file": "/nonexistent/baton.pem"}}));
     assert!(

@@ -80,7 +80,7 @@ fn an_empty_token_or_a_bad_expiry_is_refused() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "environment variable BATON_TEST_UNSET_TOKEN is not set"
+        "environment variable BATON_TEST_UNSET_TOKEN is not set (references are read where the baton server runs)"
     );
 }
 
