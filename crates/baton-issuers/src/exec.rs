@@ -222,6 +222,9 @@ fn bad(reason: &str) -> IssueError {
 
 /// Reads the token and what the command said of its expiry.
 fn parse_output(stdout: &[u8]) -> Result<(Secret, Said), IssueError> {
+    if stdout.len() as u64 >= MAX_OUTPUT {
+        return Err(bad("stdout exceeds 1 MiB"));
+    }
     let json: Value =
         serde_json::from_slice(stdout).map_err(|_| bad("stdout is not a JSON object"))?;
     let (token, expires_at, expires_in) = match json.get("status") {
@@ -243,9 +246,11 @@ fn parse_output(stdout: &[u8]) -> Result<(Secret, Said), IssueError> {
                 .ok_or_else(|| bad("expires_at is not an RFC 3339 time"))?,
         ),
         Value::Number(n) => {
-            Some(Timestamp::from_secs(n.as_u64().ok_or_else(|| {
-                bad("expires_at is not a positive number of seconds")
-            })?))
+            let secs = n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .ok_or_else(|| bad("expires_at is not a positive number of seconds"))?;
+            Some(Timestamp::from_secs(secs))
         }
         _ => return Err(bad("expires_at is neither a time nor a number")),
     };
@@ -266,6 +271,9 @@ mod tests {
             parse_output(br#"{"token":"t1","expires_at":"2030-01-01T00:00:00Z"}"#).unwrap();
         assert_eq!(token.expose(), "t1");
         assert_eq!(said.expires_at, Some(Timestamp::from_secs(1_893_456_000)));
+
+        let (_, said) = parse_output(br#"{"token":"t2","expires_at":1900000000.5}"#).unwrap();
+        assert_eq!(said.expires_at, Some(Timestamp::from_secs(1_900_000_000)));
 
         let (_, said) = parse_output(br#"{"token":"t2","expires_in":60}"#).unwrap();
         assert_eq!(said.expires_in, Some(serde_json::json!(60)));

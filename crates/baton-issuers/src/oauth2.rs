@@ -162,11 +162,19 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
         .and_then(parse_retry_after);
     let answer = read_limited(response).await.map_err(|()| unknown())?;
 
+    let detail = crate::source::redact(&oauth_error(&answer), std::slice::from_ref(&secret));
+    if status.is_redirection() {
+        return Err(IssueError::Status {
+            status: status.as_u16(),
+            detail: ": a redirect, which baton does not follow; use the final URL".into(),
+            retry_after: None,
+        });
+    }
     if !status.is_success() {
         let honoured = matches!(status.as_u16(), 429 | 503);
         return Err(IssueError::Status {
             status: status.as_u16(),
-            detail: crate::source::redact(&oauth_error(&answer), std::slice::from_ref(&secret)),
+            detail,
             retry_after: retry_after.filter(|_| honoured),
         });
     }
