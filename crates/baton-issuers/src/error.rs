@@ -79,6 +79,33 @@ pub enum PrepareError {
     },
 }
 
+impl PrepareError {
+    pub(crate) fn invalid(kind: &'static str, field: &'static str, reason: &str) -> Self {
+        PrepareError::InvalidField {
+            kind,
+            field,
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+/// The timeout of one call to an outside issuer: `given`, or `default`, within [1s, 10m].
+pub(crate) fn call_timeout(
+    kind: &'static str,
+    given: Option<baton_core::Secs>,
+    default: baton_core::Secs,
+) -> Result<baton_core::Secs, PrepareError> {
+    let timeout = given.unwrap_or(default);
+    if timeout == baton_core::Secs::ZERO || timeout > baton_core::Secs::from_mins(10) {
+        return Err(PrepareError::invalid(
+            kind,
+            "timeout",
+            "must lie within [1s, 10m]",
+        ));
+    }
+    Ok(timeout)
+}
+
 fn pem_formats(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::EdDSA => "PKCS#8",

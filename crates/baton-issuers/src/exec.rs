@@ -35,11 +35,7 @@ const DEFAULT_TIMEOUT: Secs = Secs(30);
 const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 pub(crate) fn prepare(req: ExecRequest) -> Result<ExecSpec, PrepareError> {
-    let invalid = |field, reason: &str| PrepareError::InvalidField {
-        kind: "exec",
-        field,
-        reason: reason.to_owned(),
-    };
+    let invalid = |field, reason: &str| PrepareError::invalid("exec", field, reason);
     match req.command.first() {
         None => return Err(invalid("command", "must name a program")),
         Some(program) if program.is_empty() => {
@@ -58,10 +54,7 @@ pub(crate) fn prepare(req: ExecRequest) -> Result<ExecSpec, PrepareError> {
         let name: String = name.chars().filter(|c| !c.is_control()).collect();
         return Err(invalid("env", &format!("`{name}` is not a variable name")));
     }
-    let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    if timeout == Secs::ZERO || timeout > Secs::from_mins(10) {
-        return Err(invalid("timeout", "must lie within [1s, 10m]"));
-    }
+    let timeout = crate::error::call_timeout("exec", req.timeout, DEFAULT_TIMEOUT)?;
     let env: BTreeMap<String, SecretRef> =
         req.env.into_iter().map(|(k, v)| (k, v.into())).collect();
     // Check the references now, so that a missing variable is reported when written.

@@ -33,11 +33,7 @@ const RESERVED: [&str; 6] = [
 const DEFAULT_TIMEOUT: Secs = Secs(10);
 
 pub(crate) fn prepare(req: OAuth2Request) -> Result<OAuth2Spec, PrepareError> {
-    let invalid = |field, reason: &str| PrepareError::InvalidField {
-        kind: "oauth2",
-        field,
-        reason: reason.to_owned(),
-    };
+    let invalid = |field, reason: &str| PrepareError::invalid("oauth2", field, reason);
     let url = reqwest::Url::parse(&req.token_url)
         .map_err(|e| invalid("token_url", &format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
@@ -59,10 +55,7 @@ pub(crate) fn prepare(req: OAuth2Request) -> Result<OAuth2Spec, PrepareError> {
             &format!("`{param}` is set by baton, not in params"),
         ));
     }
-    let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    if timeout == Secs::ZERO || timeout > Secs::from_mins(10) {
-        return Err(invalid("timeout", "must lie within [1s, 10m]"));
-    }
+    let timeout = crate::error::call_timeout("oauth2", req.timeout, DEFAULT_TIMEOUT)?;
     // Resolve once now, so that a missing variable or file is reported when the credential
     // is written; the reference itself is what is stored and read at each call.
     let client_secret = req.client_secret.into();
