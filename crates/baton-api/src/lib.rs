@@ -10,6 +10,7 @@ mod extract;
 mod kv;
 mod leases;
 mod metrics;
+mod peer;
 mod token;
 mod views;
 
@@ -24,6 +25,7 @@ use baton_raft::Node;
 
 pub use credentials::{put_credential, CredentialRequest};
 pub use error::ApiError;
+pub use peer::PeerCertificate;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
