@@ -20,6 +20,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Where peers reach this node (recorded in the membership).
     pub advertise: String,
+    /// The master keys that open the store's data key.
+    pub master_keys: baton_storage::MasterKeys,
 }
 
 /// A write that was committed and applied.
@@ -64,6 +66,7 @@ pub struct Node {
     id: u64,
     raft: Raft<TypeConfig>,
     shared: Arc<SharedState>,
+    keyring: baton_storage::Keyring,
     /// The latest time this node stamped, so that stamps never go backwards.
     last_stamp: Mutex<Timestamp>,
 }
@@ -85,8 +88,9 @@ impl Node {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let (log_store, state_machine, shared) =
-            baton_storage::open(&config.data_dir.join("baton.redb"))?;
+        let store = baton_storage::open(&config.data_dir.join("baton.redb"), &config.master_keys)?;
+        let (log_store, state_machine, shared) = (store.log, store.state_machine, store.shared);
+        let keyring = store.keyring;
 
         let raft_config = Config {
             cluster_name: "baton".into(),
@@ -139,6 +143,7 @@ impl Node {
             id: config.node_id,
             raft,
             shared,
+            keyring,
             last_stamp: Mutex::new(Timestamp::default()),
         })
     }
@@ -150,6 +155,11 @@ impl Node {
     /// The applied state.
     pub fn state(&self) -> &SharedState {
         &self.shared
+    }
+
+    /// The store's keyring: which master key wraps the data key, and its rotation.
+    pub fn keyring(&self) -> &baton_storage::Keyring {
+        &self.keyring
     }
 
     /// This node's clock, never earlier than a stamp it gave before.

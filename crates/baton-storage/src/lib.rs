@@ -10,6 +10,7 @@
 //! it from memory, and watch [`SharedState::subscribe`] to learn of new revisions.
 
 mod log_store;
+mod seal;
 mod shared;
 mod state_machine;
 
@@ -21,6 +22,7 @@ use baton_core::{Command, Response};
 use redb::{Database, TableDefinition};
 
 pub use log_store::LogStore;
+pub use seal::{KeyError, Keyring, MasterKey, MasterKeys};
 pub use shared::SharedState;
 pub use state_machine::StateMachineStore;
 
@@ -62,10 +64,21 @@ pub enum OpenError {
     },
     #[error("the database {path} is unreadable: {message}")]
     Corrupt { path: String, message: String },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
 }
 
-/// Opens (or creates) the store at `path` and loads the applied state.
-pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore, Arc<SharedState>), OpenError> {
+/// An opened store: its two halves for openraft, the shared applied state, and the keyring.
+#[derive(Debug)]
+pub struct Store {
+    pub log: LogStore,
+    pub state_machine: StateMachineStore,
+    pub shared: Arc<SharedState>,
+    pub keyring: Keyring,
+}
+
+/// Opens (or creates) the store at `path` with `keys`, and loads the applied state.
+pub fn open(path: &Path, keys: &MasterKeys) -> Result<Store, OpenError> {
     let shown = path.display().to_string();
     let db = Database::create(path).map_err(|source| OpenError::Database {
         path: shown.clone(),
@@ -77,9 +90,17 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore, Arc<SharedState
         message,
     };
 
+    let keyring = Keyring::load(db.clone(), keys)?;
+    let sealer = Arc::new(keyring.sealer());
     create_tables(&db).map_err(corrupt)?;
-    let (sm, shared) = StateMachineStore::load(db.clone()).map_err(corrupt)?;
-    Ok((LogStore::new(db), sm, shared))
+    let (state_machine, shared) =
+        StateMachineStore::load(db.clone(), sealer.clone()).map_err(corrupt)?;
+    Ok(Store {
+        log: LogStore::new(db, sealer),
+        state_machine,
+        shared,
+        keyring,
+    })
 }
 
 fn create_tables(db: &Database) -> Result<(), String> {

@@ -10,6 +10,7 @@ use redb::{Database, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::seal::Sealer;
 use crate::{io_error, TypeConfig, LOG, LOG_META};
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -18,11 +19,12 @@ type StorageResult<T> = Result<T, StorageError<u64>>;
 #[derive(Clone, Debug)]
 pub struct LogStore {
     db: Arc<Database>,
+    sealer: Arc<Sealer>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+    pub(crate) fn new(db: Arc<Database>, sealer: Arc<Sealer>) -> Self {
+        LogStore { db, sealer }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, openraft::AnyError> {
@@ -31,13 +33,14 @@ impl LogStore {
         let Some(value) = table.get(key).map_err(io_error)? else {
             return Ok(None);
         };
-        serde_json::from_slice(value.value())
+        self.sealer
+            .decode(value.value())
             .map(Some)
             .map_err(io_error)
     }
 
     fn write_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), openraft::AnyError> {
-        let bytes = serde_json::to_vec(value).map_err(io_error)?;
+        let bytes = self.sealer.encode(value).map_err(io_error)?;
         let tx = self.db.begin_write().map_err(io_error)?;
         tx.open_table(LOG_META)
             .map_err(io_error)?
@@ -68,7 +71,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut entries = Vec::new();
             for item in table.range(range.clone()).map_err(io_error)? {
                 let (_, value) = item.map_err(io_error)?;
-                entries.push(serde_json::from_slice(value.value()).map_err(io_error)?);
+                entries.push(self.sealer.decode(value.value()).map_err(io_error)?);
             }
             Ok(entries)
         };
@@ -87,7 +90,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let last = match table.last().map_err(io_error)? {
                 Some((_, value)) => {
                     let entry: Entry<TypeConfig> =
-                        serde_json::from_slice(value.value()).map_err(io_error)?;
+                        self.sealer.decode(value.value()).map_err(io_error)?;
                     Some(entry.log_id)
                 }
                 None => last_purged_log_id,
@@ -135,7 +138,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             {
                 let mut table = tx.open_table(LOG).map_err(io_error)?;
                 for entry in entries {
-                    let bytes = serde_json::to_vec(&entry).map_err(io_error)?;
+                    let bytes = self.sealer.encode(&entry).map_err(io_error)?;
                     table
                         .insert(entry.log_id.index, bytes.as_slice())
                         .map_err(io_error)?;

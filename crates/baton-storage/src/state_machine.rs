@@ -13,6 +13,7 @@ use openraft::{
 use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use crate::seal::Sealer;
 use crate::{io_error, SharedState, TypeConfig, CREDENTIALS, KV, LEASES, SM_META};
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
@@ -48,17 +49,21 @@ struct StoredSnapshot {
 #[derive(Clone, Debug)]
 pub struct StateMachineStore {
     db: Arc<Database>,
+    sealer: Arc<Sealer>,
     shared: Arc<SharedState>,
     applied: Applied,
 }
 
 impl StateMachineStore {
     /// Loads the applied state from the database.
-    pub(crate) fn load(db: Arc<Database>) -> Result<(Self, Arc<SharedState>), String> {
+    pub(crate) fn load(
+        db: Arc<Database>,
+        sealer: Arc<Sealer>,
+    ) -> Result<(Self, Arc<SharedState>), String> {
         let tx = db.begin_read().map_err(|e| e.to_string())?;
         let meta = tx.open_table(SM_META).map_err(|e| e.to_string())?;
         let applied: Applied = match meta.get("applied").map_err(|e| e.to_string())? {
-            Some(v) => serde_json::from_slice(v.value()).map_err(|e| e.to_string())?,
+            Some(v) => sealer.decode(v.value())?,
             None => Applied::default(),
         };
 
@@ -67,13 +72,13 @@ impl StateMachineStore {
             clock: applied.clock,
             ..State::default()
         };
-        for c in read_all::<Credential>(&tx, CREDENTIALS)? {
+        for c in read_all::<Credential>(&sealer, &tx, CREDENTIALS)? {
             state.credentials.insert(c.name.clone(), c);
         }
-        for l in read_all::<Lease>(&tx, LEASES)? {
+        for l in read_all::<Lease>(&sealer, &tx, LEASES)? {
             state.leases.insert(l.name.clone(), l);
         }
-        for e in read_all::<KvEntry>(&tx, KV)? {
+        for e in read_all::<KvEntry>(&sealer, &tx, KV)? {
             state.kv.insert(e.key.clone(), e);
         }
 
@@ -82,6 +87,7 @@ impl StateMachineStore {
         Ok((
             StateMachineStore {
                 db,
+                sealer,
                 shared: shared.clone(),
                 applied,
             },
@@ -101,9 +107,11 @@ impl StateMachineStore {
         let mut kv = tx.open_table(KV).map_err(io_error)?;
         for change in changed {
             let (table, key, value) = match change {
-                Changed::Credential(k) => (&mut credentials, k, to_json(state.credentials.get(k))?),
-                Changed::Lease(k) => (&mut leases, k, to_json(state.leases.get(k))?),
-                Changed::Kv(k) => (&mut kv, k, to_json(state.kv.get(k))?),
+                Changed::Credential(k) => {
+                    (&mut credentials, k, self.sealed(state.credentials.get(k))?)
+                }
+                Changed::Lease(k) => (&mut leases, k, self.sealed(state.leases.get(k))?),
+                Changed::Kv(k) => (&mut kv, k, self.sealed(state.kv.get(k))?),
             };
             match value {
                 Some(bytes) => table.insert(key.as_str(), bytes.as_slice()).map(drop),
@@ -111,7 +119,7 @@ impl StateMachineStore {
             }
             .map_err(io_error)?;
         }
-        let bytes = serde_json::to_vec(&self.applied).map_err(io_error)?;
+        let bytes = self.sealer.encode(&self.applied).map_err(io_error)?;
         tx.open_table(SM_META)
             .map_err(io_error)?
             .insert("applied", bytes.as_slice())
@@ -167,7 +175,7 @@ impl StateMachineStore {
     }
 
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), openraft::AnyError> {
-        let bytes = serde_json::to_vec(snapshot).map_err(io_error)?;
+        let bytes = self.sealer.encode(snapshot).map_err(io_error)?;
         let tx = self.db.begin_write().map_err(io_error)?;
         tx.open_table(SM_META)
             .map_err(io_error)?
@@ -224,19 +232,24 @@ impl StateMachineStore {
         let Some(value) = table.get("snapshot").map_err(io_error)? else {
             return Ok(None);
         };
-        serde_json::from_slice(value.value())
+        self.sealer
+            .decode(value.value())
             .map(Some)
             .map_err(io_error)
     }
-}
 
-fn to_json<T: Serialize>(value: Option<&T>) -> Result<Option<Vec<u8>>, openraft::AnyError> {
-    value
-        .map(|v| serde_json::to_vec(v).map_err(io_error))
-        .transpose()
+    fn sealed<T: Serialize>(
+        &self,
+        value: Option<&T>,
+    ) -> Result<Option<Vec<u8>>, openraft::AnyError> {
+        value
+            .map(|v| self.sealer.encode(v).map_err(io_error))
+            .transpose()
+    }
 }
 
 fn read_all<T: serde::de::DeserializeOwned>(
+    sealer: &Sealer,
     tx: &redb::ReadTransaction,
     table: redb::TableDefinition<&str, &[u8]>,
 ) -> Result<Vec<T>, String> {
@@ -244,7 +257,7 @@ fn read_all<T: serde::de::DeserializeOwned>(
     let mut out = Vec::new();
     for item in table.iter().map_err(|e| e.to_string())? {
         let (_, value) = item.map_err(|e| e.to_string())?;
-        out.push(serde_json::from_slice(value.value()).map_err(|e| e.to_string())?);
+        out.push(sealer.decode(value.value())?);
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@ use baton_core::{
     Command, IssuerSpec, Op, Output, Policy, PolicyRequest, RotationReason, Secret, StaticSpec,
     Timestamp,
 };
-use baton_storage::{LogStore, StateMachineStore, TypeConfig};
+use baton_storage::{LogStore, MasterKey, MasterKeys, StateMachineStore, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
@@ -16,10 +16,32 @@ use tempfile::TempDir;
 
 struct Builder;
 
+/// A fixed master key, so that a store reopens with the key it was created with.
+fn keys() -> MasterKeys {
+    MasterKeys {
+        current: MasterKey::from_text(&"ab".repeat(32)).expect("a key"),
+        previous: None,
+    }
+}
+
+/// `baton_storage::open` with [`keys`], as the tuple these tests destructure.
+fn open(
+    path: &std::path::Path,
+) -> Result<
+    (
+        LogStore,
+        StateMachineStore,
+        std::sync::Arc<baton_storage::SharedState>,
+    ),
+    baton_storage::OpenError,
+> {
+    baton_storage::open(path, &keys()).map(|s| (s.log, s.state_machine, s.shared))
+}
+
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<u64>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, sm, _) = baton_storage::open(&dir.path().join("baton.redb")).expect("open");
+        let (log, sm, _) = open(&dir.path().join("baton.redb")).expect("open");
         Ok((dir, log, sm))
     }
 }
@@ -64,7 +86,7 @@ async fn applied_state_survives_reopening() {
     let path = dir.path().join("baton.redb");
 
     let before = {
-        let (_, mut sm, shared) = baton_storage::open(&path).expect("open");
+        let (_, mut sm, shared) = open(&path).expect("open");
         let membership = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], None)),
@@ -92,7 +114,7 @@ async fn applied_state_survives_reopening() {
         shared.read(Clone::clone)
     };
 
-    let (_, mut sm, shared) = baton_storage::open(&path).expect("reopen");
+    let (_, mut sm, shared) = open(&path).expect("reopen");
     assert_eq!(
         shared.read(Clone::clone),
         before,
@@ -108,8 +130,7 @@ async fn applied_state_survives_reopening() {
 #[tokio::test]
 async fn a_snapshot_restores_the_state_elsewhere() {
     let source_dir = tempfile::tempdir().expect("temp dir");
-    let (_, mut source, source_state) =
-        baton_storage::open(&source_dir.path().join("baton.redb")).expect("open");
+    let (_, mut source, source_state) = open(&source_dir.path().join("baton.redb")).expect("open");
     source
         .apply(vec![
             entry(1, put("a")),
@@ -123,7 +144,7 @@ async fn a_snapshot_restores_the_state_elsewhere() {
     let target_dir = tempfile::tempdir().expect("temp dir");
     let path = target_dir.path().join("baton.redb");
     {
-        let (_, mut target, _) = baton_storage::open(&path).expect("open");
+        let (_, mut target, _) = open(&path).expect("open");
         // The target knew a credential the snapshot does not have: it must disappear.
         target
             .apply(vec![entry(1, put("stale"))])
@@ -135,7 +156,7 @@ async fn a_snapshot_restores_the_state_elsewhere() {
             .expect("install");
     }
 
-    let (_, mut target, target_state) = baton_storage::open(&path).expect("reopen");
+    let (_, mut target, target_state) = open(&path).expect("reopen");
     assert_eq!(
         target_state.read(Clone::clone),
         source_state.read(Clone::clone)

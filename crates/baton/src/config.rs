@@ -27,6 +27,10 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     /// `"500ms"`, `"1s"`: how far node clocks may disagree (part of the lease promise).
     max_clock_skew: Option<String>,
+    /// The master key that wraps the data key (see the `keys` module).
+    master_key_file: Option<PathBuf>,
+    /// The master key being replaced, while a rotation is under way.
+    previous_master_key_file: Option<PathBuf>,
     /// Credentials applied at start, by name.
     #[serde(default)]
     credentials: BTreeMap<String, CredentialRequest>,
@@ -84,6 +88,8 @@ pub struct ServeConfig {
     pub max_clock_skew: Duration,
     pub credentials: BTreeMap<String, CredentialRequest>,
     pub engine: EngineConfig,
+    pub master_key_file: Option<PathBuf>,
+    pub previous_master_key_file: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -112,6 +118,8 @@ impl ServeConfig {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
             max_clock_skew,
             credentials: raw.credentials,
+            master_key_file: raw.master_key_file,
+            previous_master_key_file: raw.previous_master_key_file,
         })
     }
 }

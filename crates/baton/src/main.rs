@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod config;
 mod elect;
+mod keys;
 mod lease;
 mod lock;
 mod serve;

@@ -23,14 +23,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the listening address")?;
 
+    let (master_keys, key_source) = crate::keys::load(
+        &config.data_dir,
+        config.master_key_file.as_deref(),
+        config.previous_master_key_file.as_deref(),
+    )?;
+    if let crate::keys::Source::File {
+        path,
+        generated: true,
+    } = &key_source
+    {
+        tracing::warn!(path = %path.display(), master_key = %master_keys.current.id(),
+            "generated a master key beside the data; keep a copy elsewhere, or give one with \
+             BATON_MASTER_KEY or master_key_file");
+    }
     let node = Node::start(NodeConfig {
         node_id: 1,
         data_dir: config.data_dir.clone(),
         advertise: addr.to_string(),
+        master_keys,
     })
     .await
     .context("cannot start the node")?;
     let node = Arc::new(node);
+    tokio::spawn(rotate_master_key_on_sighup(node.clone(), key_source));
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
     tracing::info!(data_dir = %data_dir.display(), revision = node.state().revision(), "store opened");
 
@@ -75,6 +91,22 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// SIGHUP: read the master key file again, and re-wrap the data key if it changed.
+async fn rotate_master_key_on_sighup(node: Arc<Node>, source: crate::keys::Source) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received");
+        crate::keys::rotate(node.keyring(), &source);
+    }
 }
 
 async fn shutdown_signal() {
