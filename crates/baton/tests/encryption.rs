@@ -150,3 +150,116 @@ async fn a_master_key_from_the_environment_is_used_and_never_written() {
         .unwrap();
     assert!(!out.status.success(), "another key must not open the data");
 }
+
+/// A token endpoint that hands out one fixed access token, for the oauth2 credential below.
+async fn start_token_endpoint() -> String {
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(|| async {
+            axum::Json(json!({"access_token": OAUTH2_TOKEN, "expires_in": 3600}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+const OAUTH2_TOKEN: &str = "oauth2-access-token-sealed-7777";
+const CLIENT_SECRET: &str = "client-secret-sealed-8888";
+const KV_VALUE: &str = "kv-value-sealed-9999";
+
+/// After jwt (an imported key), oauth2 and static credentials, a lease with a bound key, and a
+/// restart, neither the data directory nor the server's output holds any of the secrets.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_run_leaves_no_secret_in_the_data_directory_or_the_logs() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let pem = include_str!("../../baton-issuers/tests/keys/ed25519-pkcs8.pem");
+    let key_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let token_url = start_token_endpoint().await;
+    let http = http();
+
+    let mut server = Server::start(&data);
+    put_credential(
+        &http,
+        &server.url,
+        "signed",
+        json!({
+            "issuer": {"kind": "jwt", "key": {"pem": pem}}, "policy": {"lifetime": "1h"},
+        }),
+    )
+    .await;
+    put_credential(
+        &http,
+        &server.url,
+        "partner",
+        json!({
+            "issuer": {"kind": "oauth2", "token_url": token_url, "client_id": "fleet",
+                       "client_secret": CLIENT_SECRET},
+            "policy": {"lifetime": "1h"},
+        }),
+    )
+    .await;
+    put_credential(
+        &http,
+        &server.url,
+        "legacy",
+        json!({
+            "issuer": {"kind": "static", "token": STATIC_TOKEN}, "policy": {"lifetime": "1h"},
+        }),
+    )
+    .await;
+    let jwt = token(&http, &server.url, "signed").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        token(&http, &server.url, "partner").await["token"],
+        OAUTH2_TOKEN
+    );
+
+    let lease: serde_json::Value = http
+        .post(format!("{}/v1/leases/leader/acquire", server.url))
+        .json(&json!({"holder": "a", "ttl": "30s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = http
+        .put(format!("{}/v1/kv/config", server.url))
+        .json(&json!({"value": KV_VALUE, "lease": {"name": "leader", "fence": lease["fence"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+
+    // A restart on the same data: everything is still there.
+    let mut logs = server.logs();
+    assert!(server.terminate());
+    let server = Server::start(&data);
+    assert_eq!(
+        token(&http, &server.url, "legacy").await["token"],
+        STATIC_TOKEN
+    );
+    assert_eq!(token(&http, &server.url, "signed").await["token"], jwt);
+    logs.push_str(&server.logs());
+    drop(server);
+
+    let signature = jwt.split('.').nth(2).unwrap();
+    for needle in [
+        STATIC_TOKEN,
+        OAUTH2_TOKEN,
+        CLIENT_SECRET,
+        KV_VALUE,
+        jwt.as_str(),
+        signature,
+        key_body.as_str(),
+    ] {
+        let found = files_holding(&data, needle);
+        assert!(found.is_empty(), "`{needle}` found in {found:?}");
+        assert!(!logs.contains(needle), "`{needle}` in the logs");
+    }
+}
