@@ -9,6 +9,7 @@ mod elect;
 mod lease;
 mod lock;
 mod serve;
+mod tls;
 mod watchdog;
 
 use std::process::ExitCode;
