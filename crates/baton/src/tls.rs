@@ -351,3 +351,91 @@ async fn serve_connection(
         tracing::trace!(%remote, error = %e, "connection ended with an error");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use axum::Extension;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+
+    /// Writes `text` to `name` in `dir`.
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The handler of the test router: the subject the TLS layer handed it, or `none`.
+    async fn whoami(peer: Option<Extension<PeerCertificate>>) -> String {
+        peer.map_or_else(|| "none".to_owned(), |Extension(p)| p.subject)
+    }
+
+    /// Every request of a connection whose client certificate was verified carries it as a
+    /// `PeerCertificate`; requests of a client without one carry none; shutdown ends `serve`.
+    #[tokio::test]
+    async fn requests_carry_the_verified_client_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let server_key = KeyPair::generate().unwrap();
+        let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params.distinguished_name = rcgen::DistinguishedName::new();
+        client_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "fleet");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "worker-1");
+        let client_key = KeyPair::generate().unwrap();
+        let client_cert = client_params.signed_by(&client_key, &ca).unwrap();
+
+        let settings = TlsSettings {
+            cert: write(dir.path(), "cert.pem", &server_cert.pem()),
+            key: write(dir.path(), "key.pem", &server_key.serialize_pem()),
+            client_ca: Some((write(dir.path(), "ca.pem", &ca.pem()), ClientAuth::Optional)),
+        };
+        let tls = Tls::load(&settings).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/whoami", listener.local_addr().unwrap());
+        let app = Router::new().route("/whoami", get(whoami));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, app, tls.config, async {
+            let _ = stopped.await;
+        }));
+
+        let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
+        let identity = format!("{}\n{}", client_cert.pem(), client_key.serialize_pem());
+        let worker = reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let anonymous = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .build()
+            .unwrap();
+        for _ in 0..2 {
+            let subject = worker.get(&url).send().await.unwrap().text().await.unwrap();
+            assert_eq!(subject, "CN=worker-1,O=fleet");
+        }
+        let subject = anonymous.get(&url).send().await.unwrap().text().await;
+        assert_eq!(subject.unwrap(), "none");
+
+        drop((worker, anonymous));
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("serve ends after shutdown")
+            .unwrap();
+    }
+}
