@@ -13,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
-use crate::tls::{CertResolver, Tls};
+use crate::tls::{CertResolver, Tls, TlsSettings};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
@@ -78,7 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!(
                 subject = %loaded.subject,
                 fingerprint = %loaded.fingerprint,
-                client_auth = ?config.tls.as_ref().and_then(|t| t.client_ca.as_ref()).map(|c| c.1),
+                client_auth = config.tls.as_ref().map_or("none", TlsSettings::client_auth_name),
                 "TLS certificate loaded"
             );
             reload_on_sighup(tls.resolver.clone())?;

@@ -74,6 +74,17 @@ pub struct TlsSettings {
     pub client_ca: Option<(PathBuf, ClientAuth)>,
 }
 
+impl TlsSettings {
+    /// `none`, `optional` or `required`, for the log.
+    pub fn client_auth_name(&self) -> &'static str {
+        match self.client_ca {
+            None => "none",
+            Some((_, ClientAuth::Optional)) => "optional",
+            Some((_, ClientAuth::Required)) => "required",
+        }
+    }
+}
+
 /// Why a TLS file could not be used. Never carries key material.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
