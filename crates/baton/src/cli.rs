@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::client::Client;
+use crate::client::{Client, Remote};
 
 /// baton keeps shared credentials fresh for fleets of stateless programs: it renews each
 /// credential exactly once per rotation and serves the current token over HTTP. It also
@@ -23,6 +23,35 @@ pub struct Cli {
         help_heading = "Client options"
     )]
     addr: String,
+    /// PEM CA certificate(s) to trust for an https:// server, besides the public roots.
+    #[arg(
+        long,
+        env = "BATON_CA_CERT",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Client options"
+    )]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate to present to a server that asks for one (mTLS).
+    #[arg(
+        long,
+        env = "BATON_CLIENT_CERT",
+        global = true,
+        value_name = "FILE",
+        requires = "client_key",
+        help_heading = "Client options"
+    )]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        long,
+        env = "BATON_CLIENT_KEY",
+        global = true,
+        value_name = "FILE",
+        requires = "client_cert",
+        help_heading = "Client options"
+    )]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -73,6 +102,20 @@ pub struct ServeArgs {
     /// told to stop this much (and a margin) before their TTL ends.
     #[arg(long, value_name = "DURATION")]
     pub max_clock_skew: Option<String>,
+    /// PEM certificate (then its chain) to serve the API over HTTPS; needs --tls-key.
+    /// Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert. Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that sign client certificates: turns on mTLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Whether clients must present a certificate signed by --tls-client-ca: "optional" or
+    /// "required" [default: required].
+    #[arg(long, value_name = "MODE")]
+    pub tls_client_auth: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,7 +149,13 @@ enum CredentialCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = || Client::new(&cli.addr);
+    let remote = Remote {
+        addr: cli.addr,
+        ca_cert: cli.ca_cert,
+        client_cert: cli.client_cert,
+        client_key: cli.client_key,
+    };
+    let client = || Client::new(&remote);
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Token {
@@ -114,10 +163,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             ref wait,
         } => client()?.token(name, json, wait.as_deref()).await,
-        Command::Lease(cmd) => crate::lease::run(&cli.addr, cmd).await,
-        Command::Lock(args) => crate::lock::run(&cli.addr, args).await,
-        Command::Elect(args) => crate::elect::elect(&cli.addr, args).await,
-        Command::Leader(args) => crate::elect::leader(&cli.addr, args).await,
+        Command::Lease(cmd) => crate::lease::run(&remote, cmd).await,
+        Command::Lock(args) => crate::lock::run(&remote, args).await,
+        Command::Elect(args) => crate::elect::elect(&remote, args).await,
+        Command::Leader(args) => crate::elect::leader(&remote, args).await,
         Command::Watchdog(args) => crate::watchdog::run(args).await,
         Command::Credential(ref cmd) => match cmd {
             CredentialCommand::Put { name, file } => client()?.put(name, file).await,

@@ -1,6 +1,6 @@
 //! The client side of the CLI: HTTP calls to a baton server, output for people.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
@@ -27,14 +27,72 @@ pub(crate) fn base_url(addr: &str) -> String {
     }
 }
 
+/// The server a client command talks to, and the TLS files it uses to do so.
+#[derive(Clone, Debug, Default)]
+pub struct Remote {
+    /// `--addr`: `http://…`, `https://…`, or `HOST:PORT` (plain HTTP).
+    pub addr: String,
+    /// PEM CA certificate(s) trusted besides the public roots.
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate and key, presented when the server asks for one.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl Remote {
+    /// The base URL of the server.
+    pub fn base_url(&self) -> String {
+        base_url(&self.addr)
+    }
+
+    /// The HTTP client of every client command: the CLI's user agent, the extra CA and the
+    /// client certificate.
+    pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &self.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} is not a PEM certificate file", path.display()))?;
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "{} holds no PEM certificate",
+                path.display()
+            );
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            let mut pem = std::fs::read(cert).with_context(|| {
+                format!("cannot read the client certificate {}", cert.display())
+            })?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(key)
+                    .with_context(|| format!("cannot read the client key {}", key.display()))?,
+            );
+            // The parse error is not shown: it could quote part of the key.
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
+                anyhow!(
+                    "{} and {} are not a PEM certificate and its private key",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        builder.build().context("cannot build the HTTP client")
+    }
+}
+
 impl Client {
-    pub fn new(addr: &str) -> anyhow::Result<Client> {
-        let base = base_url(addr);
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Client { base, http })
+    pub fn new(remote: &Remote) -> anyhow::Result<Client> {
+        Ok(Client {
+            base: remote.base_url(),
+            http: remote.http_client()?,
+        })
     }
 
     /// Sends a request and returns the JSON body of a success, or the server's error message.

@@ -11,6 +11,7 @@ use baton_engine::EngineConfig;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::tls::{ClientAuth, TlsSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
 pub const DEFAULT_DATA_DIR: &str = "./baton-data";
@@ -36,6 +37,14 @@ struct RawConfig {
     credentials: BTreeMap<String, CredentialRequest>,
     #[serde(default)]
     rotation: RawRotation,
+    /// PEM certificate chain of the API; with `tls_key`, the API is served over HTTPS.
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    tls_key: Option<PathBuf>,
+    /// PEM CA(s) that sign client certificates: turns on client-certificate authentication.
+    tls_client_ca: Option<PathBuf>,
+    /// `"optional"` or `"required"` (the default when `tls_client_ca` is set).
+    tls_client_auth: Option<String>,
 }
 
 /// `[rotation]`: how the rotation engine paces issuer calls.
@@ -90,6 +99,8 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     pub master_key_file: Option<PathBuf>,
     pub previous_master_key_file: Option<PathBuf>,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 impl ServeConfig {
@@ -106,8 +117,15 @@ impl ServeConfig {
             Some(text) => parse_skew(&text)?,
             None => DEFAULT_MAX_CLOCK_SKEW,
         };
+        let tls = tls_settings(
+            args.tls_cert.or(raw.tls_cert),
+            args.tls_key.or(raw.tls_key),
+            args.tls_client_ca.or(raw.tls_client_ca),
+            args.tls_client_auth.or(raw.tls_client_auth),
+        )?;
         Ok(ServeConfig {
             engine,
+            tls,
             listen: args
                 .listen
                 .or(raw.listen)
@@ -122,6 +140,43 @@ impl ServeConfig {
             previous_master_key_file: raw.previous_master_key_file,
         })
     }
+}
+
+/// Checks that the TLS settings make sense together; the files are read later.
+fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> anyhow::Result<Option<TlsSettings>> {
+    let auth = match client_auth.as_deref() {
+        None => None,
+        Some(text) => Some(ClientAuth::parse(text).with_context(|| {
+            format!("tls_client_auth: `{text}` is neither \"optional\" nor \"required\"")
+        })?),
+    };
+    let (cert, key) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, None) => {
+            anyhow::ensure!(
+                client_ca.is_none() && auth.is_none(),
+                "tls_client_ca and tls_client_auth need tls_cert and tls_key"
+            );
+            return Ok(None);
+        }
+        (Some(_), None) => anyhow::bail!("tls_cert is set but tls_key is not: give both"),
+        (None, Some(_)) => anyhow::bail!("tls_key is set but tls_cert is not: give both"),
+    };
+    let client_ca = match (client_ca, auth) {
+        (Some(ca), auth) => Some((ca, auth.unwrap_or(ClientAuth::Required))),
+        (None, None) => None,
+        (None, Some(_)) => anyhow::bail!("tls_client_auth needs tls_client_ca"),
+    };
+    Ok(Some(TlsSettings {
+        cert,
+        key,
+        client_ca,
+    }))
 }
 
 fn read(path: &Path) -> anyhow::Result<RawConfig> {

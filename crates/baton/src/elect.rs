@@ -18,7 +18,7 @@ use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
-use crate::client::out;
+use crate::client::{out, Remote};
 use crate::lease::{default_holder, holder_of, parse_duration, Keeper, LeaseClient, LeaseError};
 
 /// The exit status of `baton leader` when the lease has no leader.
@@ -64,8 +64,8 @@ impl Printer {
     }
 }
 
-pub async fn elect(addr: &str, args: ElectArgs) -> anyhow::Result<ExitCode> {
-    let client = LeaseClient::new(addr)?;
+pub async fn elect(remote: &Remote, args: ElectArgs) -> anyhow::Result<ExitCode> {
+    let client = LeaseClient::new(remote)?;
     let holder = args.holder.unwrap_or_else(default_holder);
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -136,8 +136,8 @@ async fn follow(client: &LeaseClient, name: &str, printer: &mut Printer) -> anyh
     }
 }
 
-pub async fn leader(addr: &str, args: LeaderArgs) -> anyhow::Result<ExitCode> {
-    let client = LeaseClient::new(addr)?;
+pub async fn leader(remote: &Remote, args: LeaderArgs) -> anyhow::Result<ExitCode> {
+    let client = LeaseClient::new(remote)?;
     let give_up = Instant::now() + args.wait.unwrap_or_default();
     let mut view = client.observe(&args.name, Duration::ZERO, None).await?;
     while holder_of(&view).is_none() {

@@ -10,12 +10,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::client::{base_url, out};
+use crate::client::{out, Remote};
 
 /// `baton lease ...`: one call each, for people (terse) and scripts (`--json`).
 #[derive(Debug, Subcommand)]
@@ -151,14 +150,10 @@ pub struct LeaseClient {
 }
 
 impl LeaseClient {
-    pub fn new(addr: &str) -> anyhow::Result<LeaseClient> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
+    pub fn new(remote: &Remote) -> anyhow::Result<LeaseClient> {
         Ok(LeaseClient {
-            base: base_url(addr),
-            http,
+            base: remote.base_url(),
+            http: remote.http_client()?,
         })
     }
 
@@ -278,8 +273,8 @@ pub fn holder_of(view: &Value) -> Option<(String, u64)> {
 }
 
 /// Runs one `baton lease` command.
-pub async fn run(addr: &str, cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
-    let client = LeaseClient::new(addr)?;
+pub async fn run(remote: &Remote, cmd: LeaseCommand) -> anyhow::Result<ExitCode> {
+    let client = LeaseClient::new(remote)?;
     let (json, body, text) = match cmd {
         LeaseCommand::Acquire {
             name,

@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::client::Remote;
 use crate::lease::{acquire_fresh, default_holder, margin, parse_duration, Keeper, LeaseClient};
 use crate::watchdog::{monotonic_ms_at, STOPPED};
 
@@ -60,8 +61,8 @@ enum End {
     Lost(String),
 }
 
-pub async fn run(addr: &str, args: LockArgs) -> anyhow::Result<ExitCode> {
-    let client = LeaseClient::new(addr)?;
+pub async fn run(remote: &Remote, args: LockArgs) -> anyhow::Result<ExitCode> {
+    let client = LeaseClient::new(remote)?;
     let holder = args.holder.clone().unwrap_or_else(default_holder);
     let wait = args.wait.unwrap_or_default();
     let grant = acquire_fresh(&client, &args.name, &holder, args.ttl, wait)

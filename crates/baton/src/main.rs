@@ -10,6 +10,7 @@ mod keys;
 mod lease;
 mod lock;
 mod serve;
+mod tls;
 mod watchdog;
 
 use std::process::ExitCode;

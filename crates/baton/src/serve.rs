@@ -1,4 +1,8 @@
 //! `baton serve`: start a node, its rotation engine and the HTTP API; stop on SIGINT/SIGTERM.
+//!
+//! The API is served over plain HTTP by axum, or over HTTPS by [`crate::tls`] when a
+//! certificate and key are configured; then SIGHUP reloads them. SIGHUP also reads the master
+//! key file again and rotates the master key when it changed ([`crate::keys`]).
 
 use std::sync::Arc;
 
@@ -10,10 +14,17 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
 use crate::config::ServeConfig;
+use crate::tls::{CertResolver, Tls, TlsSettings};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
     let config = ServeConfig::from_args(args)?;
+
+    // Read the TLS files before anything else: a bad file should fail before the port is taken.
+    let tls = match &config.tls {
+        Some(settings) => Some(Tls::load(settings).context("cannot set up TLS")?),
+        None => None,
+    };
 
     // Bind first: a busy port should fail before anything is written.
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -67,18 +78,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "lease settings"
     );
     let app = baton_api::router(engine, api);
-    tracing::info!(
-        "baton {} listening on http://{addr}",
-        env!("CARGO_PKG_VERSION")
-    );
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("the HTTP server failed")?;
+    match tls {
+        None => {
+            tracing::info!(
+                "baton {} listening on http://{addr}",
+                env!("CARGO_PKG_VERSION")
+            );
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("the HTTP server failed")?;
+        }
+        Some(tls) => {
+            let loaded = tls.resolver.loaded();
+            tracing::info!(
+                subject = %loaded.subject,
+                fingerprint = %loaded.fingerprint,
+                client_auth = config.tls.as_ref().map_or("none", TlsSettings::client_auth_name),
+                "TLS certificate loaded"
+            );
+            reload_on_sighup(tls.resolver.clone())?;
+            tracing::info!(
+                "baton {} listening on https://{addr}",
+                env!("CARGO_PKG_VERSION")
+            );
+            crate::tls::serve(listener, app, tls.config, shutdown_signal()).await;
+        }
+    }
 
     node.shutdown().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the certificate and key on every SIGHUP; a bad file is logged and the certificate
+/// in use is kept. Connections already open are not touched either way.
+fn reload_on_sighup(resolver: Arc<CertResolver>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let resolver = resolver.clone();
+            match tokio::task::spawn_blocking(move || resolver.reload()).await {
+                Ok(Ok(loaded)) => tracing::info!(
+                    subject = %loaded.subject,
+                    fingerprint = %loaded.fingerprint,
+                    "SIGHUP: TLS certificate reloaded"
+                ),
+                Ok(Err(e)) => tracing::warn!(
+                    error = %e,
+                    "SIGHUP: TLS certificate not reloaded, the previous one stays in use"
+                ),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: the TLS reload failed"),
+            }
+        }
+    });
     Ok(())
 }
 

@@ -15,7 +15,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_baton");
 /// A running server. Killed when dropped.
 pub struct Server {
     child: Child,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, or `https://…` when started with TLS
     pub url: String,
     pub data_dir: PathBuf,
     logs: Arc<Mutex<String>>,
@@ -51,7 +51,7 @@ impl Server {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(at) = line.find("listening on http://") {
+                    if let Some(at) = line.find("listening on http") {
                         let addr = line[at + "listening on ".len()..].trim().to_owned();
                         let _ = tx.send(addr);
                     }
