@@ -10,7 +10,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Subcommand;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -152,14 +151,9 @@ pub struct LeaseClient {
 
 impl LeaseClient {
     pub fn new(addr: &str) -> anyhow::Result<LeaseClient> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(LeaseClient {
-            base: base_url(addr),
-            http,
-        })
+        let base = base_url(addr);
+        let http = crate::client::http_client(&base)?;
+        Ok(LeaseClient { base, http })
     }
 
     fn url(&self, name: &str, rest: &str) -> Result<String, LeaseError> {
