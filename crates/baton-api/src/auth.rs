@@ -186,10 +186,17 @@ fn well_formed(token: &str) -> bool {
     })
 }
 
+/// Why a caller is not authenticated: the message of its 401.
+type Unauthenticated = &'static str;
+
 /// Finds the principal of a bearer token, judging expiry at `now`.
-fn token_principal(auth: &AuthState, token: &str, now: Timestamp) -> Result<Principal, Response> {
+fn token_principal(
+    auth: &AuthState,
+    token: &str,
+    now: Timestamp,
+) -> Result<Principal, Unauthenticated> {
     if !well_formed(token) {
-        return Err(unauthorized("the bearer token is malformed"));
+        return Err("the bearer token is malformed");
     }
     let accessor = token_accessor(token);
     let hash = token_hash(token);
@@ -197,9 +204,9 @@ fn token_principal(auth: &AuthState, token: &str, now: Timestamp) -> Result<Prin
         .tokens
         .get(&accessor)
         .filter(|r| bool::from(r.hash.as_bytes().ct_eq(hash.as_bytes())))
-        .ok_or_else(|| unauthorized("the bearer token is unknown or revoked"))?;
+        .ok_or("the bearer token is unknown or revoked")?;
     if record.is_expired(now) {
-        return Err(unauthorized("the bearer token has expired"));
+        return Err("the bearer token has expired");
     }
     Ok(Principal {
         kind: PrincipalKind::Token,
@@ -210,16 +217,14 @@ fn token_principal(auth: &AuthState, token: &str, now: Timestamp) -> Result<Prin
 }
 
 /// The caller of a request: its bearer token if it sent one, else its mapped certificate.
-fn authenticate(app: &crate::App, req: &Request) -> Result<Principal, Response> {
+fn authenticate(app: &crate::App, req: &Request) -> Result<Principal, Unauthenticated> {
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {
             let text = value.to_str().unwrap_or("");
             let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
             if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(unauthorized(
-                    "the Authorization header must be `Bearer TOKEN`",
-                ));
+                return Err("the Authorization header must be `Bearer TOKEN`");
             }
             Some(rest.trim().to_owned())
         }
@@ -255,7 +260,7 @@ fn authenticate(app: &crate::App, req: &Request) -> Result<Principal, Response> 
                 policy: Arc::new(policy),
             })
         }
-        None => Err(unauthorized("this endpoint needs a bearer token")),
+        None => Err("this endpoint needs a bearer token"),
     }
 }
 
@@ -317,7 +322,7 @@ pub(crate) async fn guard(state: AppState, req: Request, next: Next) -> Response
     } else {
         match authenticate(&app, &req) {
             Ok(p) => Some(p),
-            Err(refused) => return finish(&app, audited, &audit, None, refused),
+            Err(why) => return finish(&app, audited, &audit, None, unauthorized(why)),
         }
     };
     if let Some(p) = &principal {
