@@ -95,13 +95,23 @@ pub(crate) async fn show(
     show_view(&state.0, &name, 0).map(Json)
 }
 
-pub(crate) async fn list(state: AppState) -> Json<serde_json::Value> {
+/// Lists the credentials whose metadata the caller may read.
+pub(crate) async fn list(
+    state: AppState,
+    principal: Option<axum::Extension<crate::Principal>>,
+) -> Json<serde_json::Value> {
     let app: Arc<crate::App> = state.0;
     let now = app.node.now();
+    let visible = |name: &str| {
+        principal
+            .as_ref()
+            .is_some_and(|p| p.allows(baton_core::Capability::ReadMeta, name))
+    };
     let (summaries, revision) = app.node.state().read(|s| {
         let list: Vec<Summary> = s
             .credentials
             .values()
+            .filter(|c| visible(&c.name))
             .map(|c| Summary::new(c, now))
             .collect();
         (list, app.node.state().revision())

@@ -1,9 +1,16 @@
-//! baton's HTTP API (v1): credentials, tokens, JWKS, health and metrics.
+//! baton's HTTP API (v1): credentials, tokens, JWKS, leases, kv, access control, health and
+//! metrics.
+//!
+//! Every request passes [`auth::guard`] first: it authenticates the caller, checks the
+//! capability the route needs, limits writes, and writes the audit trail ([`audit`]).
 //!
 //! Handlers turn requests into commands for the replication layer and read answers from the
 //! node's applied state. Every error leaves as one JSON shape, `{"error": {"code", "message"}}`
 //! ([`ApiError`]); client mistakes are not logged, server faults are logged once here.
 
+mod access;
+mod audit;
+mod auth;
 mod credentials;
 mod error;
 mod extract;
@@ -18,11 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use baton_engine::Engine;
 use baton_raft::Node;
 
+pub use access::{create_token, put_access_policy, CreatedToken};
+pub use auth::{AuthConfig, Principal, PrincipalKind, TOKEN_PREFIX};
 pub use credentials::{put_credential, CredentialRequest};
 pub use error::ApiError;
 pub use peer::PeerCertificate;
@@ -40,6 +49,8 @@ pub struct ApiConfig {
     pub max_wait: Duration,
     /// How far the clocks of the nodes may disagree; part of the lease promise.
     pub max_clock_skew: Duration,
+    /// Authentication, authorization, limits and the audit trail.
+    pub auth: AuthConfig,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +59,7 @@ impl Default for ApiConfig {
             default_wait: Duration::from_secs(5),
             max_wait: Duration::from_secs(30),
             max_clock_skew: Duration::from_millis(500),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -59,6 +71,8 @@ pub(crate) struct App {
     engine: Engine,
     config: ApiConfig,
     metrics: metrics::Metrics,
+    limiter: auth::RateLimiter,
+    audit: audit::Audit,
 }
 
 type AppState = axum::extract::State<Arc<App>>;
@@ -69,6 +83,8 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         node: engine.node().clone(),
         metrics: metrics::Metrics::new(engine.metrics()),
         engine,
+        limiter: auth::RateLimiter::default(),
+        audit: audit::Audit::new(config.auth.audit_log.clone()),
         config,
     });
 
@@ -93,8 +109,24 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             "/v1/kv/{name}",
             get(kv::get).put(kv::put).delete(kv::delete),
         )
+        .route(
+            "/v1/auth/tokens",
+            get(access::list_tokens).post(access::create),
+        )
+        .route("/v1/auth/tokens/{name}", delete(access::revoke))
+        .route("/v1/auth/policies", get(access::list_policies))
+        .route(
+            "/v1/auth/policies/{name}",
+            get(access::show_policy)
+                .put(access::put_policy)
+                .delete(access::delete_policy),
+        )
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::bad_method)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::guard,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             metrics::track,

@@ -92,6 +92,20 @@ pub enum Op {
         #[serde(default)]
         unknown: bool,
     },
+    /// Records an access token (its hash, never the token) under its accessor.
+    CreateToken(crate::NewToken),
+    /// Removes the access token with this accessor.
+    RevokeToken {
+        accessor: String,
+    },
+    /// Creates or replaces an access policy (`root` is built in and refused).
+    PutAccessPolicy {
+        name: String,
+        policy: crate::AccessPolicy,
+    },
+    DeleteAccessPolicy {
+        name: String,
+    },
 }
 
 impl Op {
@@ -107,6 +121,9 @@ impl Op {
             | Op::RenewLease { name, .. }
             | Op::ReleaseLease { name, .. } => name,
             Op::PutKv { key, .. } | Op::DeleteKv { key, .. } => key,
+            Op::CreateToken(new) => &new.accessor,
+            Op::RevokeToken { accessor } => accessor,
+            Op::PutAccessPolicy { name, .. } | Op::DeleteAccessPolicy { name } => name,
         }
     }
 }
@@ -154,6 +171,9 @@ pub enum Output {
     },
     KvDeleted {
         existed: bool,
+    },
+    TokenCreated {
+        expires_at: Option<Timestamp>,
     },
 }
 
@@ -213,6 +233,10 @@ pub enum CommandError {
         expected: u64,
         actual: Option<u64>,
     },
+    #[error("the access policy is invalid: {0}")]
+    InvalidAccessPolicy(String),
+    #[error("no access policy is named `{0}`")]
+    NoSuchAccessPolicy(String),
     #[error("fence {fence} is stale: the open rotation has fence {open:?}")]
     StaleFence { fence: u64, open: Option<u64> },
     #[error("the issued window [{not_before}, {expires_at}) is empty or already over")]

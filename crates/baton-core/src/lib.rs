@@ -18,6 +18,7 @@
 //!   a result whose fence f is no longer the open intent's is refused: StaleFence
 //! ```
 
+mod auth;
 mod command;
 mod credential;
 mod duration;
@@ -28,6 +29,10 @@ mod secret;
 mod state;
 mod time;
 
+pub use auth::{
+    glob_match, token_accessor, token_hash, AccessPolicy, AuthState, Capability, NewToken, Rule,
+    TokenRecord, ROOT_POLICY,
+};
 pub use command::{Command, CommandError, Op, Output, Response, RotationReason};
 pub use credential::{Credential, Due, Intent, RotationStatus, TokenView, Version};
 pub use duration::{DurationError, Secs};

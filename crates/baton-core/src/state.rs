@@ -26,6 +26,9 @@ pub struct State {
     /// Key-value entries by key.
     #[serde(default)]
     pub kv: BTreeMap<String, KvEntry>,
+    /// Access tokens and policies.
+    #[serde(default)]
+    pub auth: crate::AuthState,
 }
 
 /// Something a command changed, for storage to persist and watchers to hear of.
@@ -34,6 +37,8 @@ pub enum Changed {
     Credential(String),
     Lease(String),
     Kv(String),
+    /// Access tokens or policies.
+    Auth,
 }
 
 /// A credential name that does not match `[A-Za-z0-9._-]{1,128}`.
@@ -91,7 +96,22 @@ impl State {
                 | Op::CommitRotation { .. }
                 | Op::FailRotation { .. }
         );
+        let is_auth_op = matches!(
+            cmd.op,
+            Op::CreateToken(_)
+                | Op::RevokeToken { .. }
+                | Op::PutAccessPolicy { .. }
+                | Op::DeleteAccessPolicy { .. }
+        );
         let response = match cmd.op {
+            Op::CreateToken(new) => self.auth.create_token(now, new),
+            Op::RevokeToken { accessor } => Ok(Output::Deleted {
+                existed: self.auth.tokens.remove(&accessor).is_some(),
+            }),
+            Op::PutAccessPolicy { name, policy } => self.auth.put_policy(name, policy),
+            Op::DeleteAccessPolicy { name } => Ok(Output::Deleted {
+                existed: self.auth.policies.remove(&name).is_some(),
+            }),
             Op::AcquireLease {
                 name,
                 holder,
@@ -159,6 +179,9 @@ impl State {
         if response.is_ok() {
             if is_credential_op {
                 changed.push(Changed::Credential(target));
+            }
+            if is_auth_op {
+                changed.push(Changed::Auth);
             }
             self.clock = now;
         }

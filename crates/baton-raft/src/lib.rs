@@ -8,5 +8,5 @@
 mod network;
 mod node;
 
-pub use baton_storage::{SharedState, TypeConfig};
+pub use baton_storage::{Keyring, MasterKey, MasterKeys, SharedState, TypeConfig};
 pub use node::{Committed, Node, NodeConfig, ProposeError, StartError};

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use baton_core::{Changed, Credential, KvEntry, Lease, Output, Response, State};
+use baton_core::{AuthState, Changed, Credential, KvEntry, Lease, Output, Response, State};
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
@@ -37,6 +37,9 @@ struct SnapshotData {
     leases: Vec<Lease>,
     #[serde(default)]
     kv: Vec<KvEntry>,
+    /// Access tokens (hashed) and policies.
+    #[serde(default)]
+    auth: AuthState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,6 +84,9 @@ impl StateMachineStore {
         for e in read_all::<KvEntry>(&sealer, &tx, KV)? {
             state.kv.insert(e.key.clone(), e);
         }
+        if let Some(v) = meta.get("auth").map_err(|e| e.to_string())? {
+            state.auth = sealer.decode(v.value())?;
+        }
 
         let revision = applied.last_applied.map_or(0, |id| id.index);
         let shared = Arc::new(SharedState::new(state, revision));
@@ -105,8 +111,15 @@ impl StateMachineStore {
         let mut credentials = tx.open_table(CREDENTIALS).map_err(io_error)?;
         let mut leases = tx.open_table(LEASES).map_err(io_error)?;
         let mut kv = tx.open_table(KV).map_err(io_error)?;
+        let mut meta = tx.open_table(SM_META).map_err(io_error)?;
         for change in changed {
             let (table, key, value) = match change {
+                // Tokens and policies are few: they are kept as one value.
+                Changed::Auth => {
+                    let bytes = self.sealer.encode(&state.auth).map_err(io_error)?;
+                    meta.insert("auth", bytes.as_slice()).map_err(io_error)?;
+                    continue;
+                }
                 Changed::Credential(k) => {
                     (&mut credentials, k, self.sealed(state.credentials.get(k))?)
                 }
@@ -120,10 +133,7 @@ impl StateMachineStore {
             .map_err(io_error)?;
         }
         let bytes = self.sealer.encode(&self.applied).map_err(io_error)?;
-        tx.open_table(SM_META)
-            .map_err(io_error)?
-            .insert("applied", bytes.as_slice())
-            .map_err(io_error)?;
+        meta.insert("applied", bytes.as_slice()).map_err(io_error)?;
         Ok(())
     }
 
@@ -170,6 +180,7 @@ impl StateMachineStore {
             credentials: s.credentials.values().cloned().collect(),
             leases: s.leases.values().cloned().collect(),
             kv: s.kv.values().cloned().collect(),
+            auth: s.auth.clone(),
         });
         serde_json::to_vec(&data).map_err(io_error)
     }
@@ -204,6 +215,7 @@ impl StateMachineStore {
         for e in snapshot.kv {
             state.kv.insert(e.key.clone(), e);
         }
+        state.auth = snapshot.auth;
 
         // Everything that existed before or exists now may have changed.
         let mut changed = all_keys(&state);
@@ -266,7 +278,11 @@ fn all_keys(state: &State) -> BTreeSet<Changed> {
     let credentials = state.credentials.keys().cloned().map(Changed::Credential);
     let leases = state.leases.keys().cloned().map(Changed::Lease);
     let kv = state.kv.keys().cloned().map(Changed::Kv);
-    credentials.chain(leases).chain(kv).collect()
+    credentials
+        .chain(leases)
+        .chain(kv)
+        .chain([Changed::Auth])
+        .collect()
 }
 
 fn credential_names(changed: &BTreeSet<Changed>) -> impl Iterator<Item = &str> {

@@ -83,6 +83,9 @@ enum Command {
     Elect(crate::elect::ElectArgs),
     /// Print the current leader and fence (exit status 3 when there is none).
     Leader(crate::elect::LeaderArgs),
+    /// Manage access tokens and access policies (needs `admin`).
+    #[command(subcommand)]
+    Auth(AuthCommand),
     #[command(name = "__watchdog", hide = true)]
     Watchdog(crate::watchdog::WatchdogArgs),
 }
@@ -148,6 +151,64 @@ enum CredentialCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuthCommand {
+    /// Create, revoke and list access tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Create, show, list and delete access policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once, with its accessor (for revoke and the audit log).
+    Create {
+        /// The access policy the token gets (`root`: every capability).
+        #[arg(long, value_name = "NAME")]
+        policy: String,
+        /// How long the token is valid, e.g. "30d" [default: until revoked].
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// A note shown by `list`, e.g. the worker's name.
+        #[arg(long, value_name = "TEXT")]
+        name: Option<String>,
+    },
+    /// Revoke the token with this accessor.
+    Revoke {
+        /// The accessor `create` printed (or `list` shows).
+        accessor: String,
+    },
+    /// List tokens: accessors, policies and expiry (never the tokens).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Create or replace an access policy from a file (JSON or TOML): `{"rules": [{"pattern":
+    /// "partner-*", "capabilities": ["read-token"]}]}`.
+    Put {
+        /// The policy's name.
+        name: String,
+        /// The spec; `-` reads it from stdin.
+        #[arg(long, short, value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// List access policy names.
+    List,
+    /// Show an access policy's rules.
+    Show {
+        /// The policy's name.
+        name: String,
+    },
+    /// Delete an access policy; tokens that name it can no longer do anything.
+    Delete {
+        /// The policy's name.
+        name: String,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let remote = Remote {
         addr: cli.addr,
@@ -168,6 +229,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Elect(args) => crate::elect::elect(&remote, args).await,
         Command::Leader(args) => crate::elect::leader(&remote, args).await,
         Command::Watchdog(args) => crate::watchdog::run(args).await,
+        Command::Auth(AuthCommand::Token(ref cmd)) => match cmd {
+            TokenCommand::Create { policy, ttl, name } => {
+                client()?
+                    .token_create(policy, ttl.as_deref(), name.as_deref())
+                    .await
+            }
+            TokenCommand::Revoke { accessor } => client()?.token_revoke(accessor).await,
+            TokenCommand::List => client()?.token_list().await,
+        },
+        Command::Auth(AuthCommand::Policy(ref cmd)) => match cmd {
+            PolicyCommand::Put { name, file } => client()?.policy_put(name, file).await,
+            PolicyCommand::List => client()?.policy_list().await,
+            PolicyCommand::Show { name } => client()?.policy_show(name).await,
+            PolicyCommand::Delete { name } => client()?.policy_delete(name).await,
+        },
         Command::Credential(ref cmd) => match cmd {
             CredentialCommand::Put { name, file } => client()?.put(name, file).await,
             CredentialCommand::List => client()?.list().await,

@@ -45,8 +45,8 @@ impl Remote {
         base_url(&self.addr)
     }
 
-    /// The HTTP client of every client command: the CLI's user agent, the extra CA and the
-    /// client certificate.
+    /// The HTTP client of every client command: the CLI's user agent, the extra CA, the
+    /// client certificate, and the access token of [`access_token`] on every request.
     pub fn http_client(&self) -> anyhow::Result<reqwest::Client> {
         let mut builder =
             reqwest::Client::builder().user_agent(concat!("baton-cli/", env!("CARGO_PKG_VERSION")));
@@ -83,8 +83,57 @@ impl Remote {
             })?;
             builder = builder.identity(identity);
         }
-        builder.build().context("cannot build the HTTP client")
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = access_token(&self.base_url())? {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                    .context("BATON_TOKEN holds characters a header cannot carry")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        builder
+            .default_headers(headers)
+            .build()
+            .context("cannot build the HTTP client")
     }
+}
+
+/// The token to send: `BATON_TOKEN`, else, for a server on this machine (a loopback
+/// address), the root token it wrote to its data directory (`BATON_DATA_DIR`, or
+/// `./baton-data`). None: send no token.
+fn access_token(base: &str) -> anyhow::Result<Option<baton_core::Secret>> {
+    if let Some(token) = std::env::var_os("BATON_TOKEN") {
+        let token = token
+            .into_string()
+            .map_err(|_| anyhow!("BATON_TOKEN is not valid UTF-8"))?;
+        return Ok(Some(baton_core::Secret::new(token.trim())));
+    }
+    if !is_loopback(base) {
+        return Ok(None);
+    }
+    let dir = std::env::var_os("BATON_DATA_DIR").map_or_else(
+        || crate::config::DEFAULT_DATA_DIR.into(),
+        std::path::PathBuf::from,
+    );
+    let file = dir.join(crate::config::ROOT_TOKEN_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => Ok(Some(baton_core::Secret::new(text.trim()))),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Whether a base URL names this machine.
+fn is_loopback(base: &str) -> bool {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Client {
@@ -226,6 +275,120 @@ impl Client {
                 .ok_or_else(|| anyhow!("the answer has no token"))?;
             out(token);
         }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Client {
+    pub async fn token_create(
+        &self,
+        policy: &str,
+        ttl: Option<&str>,
+        name: Option<&str>,
+    ) -> anyhow::Result<ExitCode> {
+        let mut body = serde_json::json!({ "policy": policy });
+        if let Some(ttl) = ttl {
+            body["ttl"] = Value::from(ttl);
+        }
+        if let Some(name) = name {
+            body["display_name"] = Value::from(name);
+        }
+        let req = self.http.post(self.url("/v1/auth/tokens")).json(&body);
+        let answer = self.call(req).await?;
+        let token = answer["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the answer has no token"))?;
+        out(&format!("token     {token}"));
+        out(&format!(
+            "accessor  {}",
+            answer["accessor"].as_str().unwrap_or("?")
+        ));
+        out(&format!("policy    {policy}"));
+        out(&format!(
+            "expires   {}",
+            answer["expires_at"].as_str().unwrap_or("never")
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn token_revoke(&self, accessor: &str) -> anyhow::Result<ExitCode> {
+        baton_core::validate_name(accessor)?;
+        let url = self.url(&format!("/v1/auth/tokens/{accessor}"));
+        self.call(self.http.delete(url)).await?;
+        out(&format!("token {accessor} revoked"));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn token_list(&self) -> anyhow::Result<ExitCode> {
+        let body = self
+            .call(self.http.get(self.url("/v1/auth/tokens")))
+            .await?;
+        let empty = Vec::new();
+        out(&format!(
+            "{:<18} {:<24} {:<16} {:<24}",
+            "ACCESSOR", "POLICY", "NAME", "EXPIRES"
+        ));
+        for t in body["tokens"].as_array().unwrap_or(&empty) {
+            let text = |v: &Value| v.as_str().map_or_else(|| "-".to_owned(), str::to_owned);
+            out(&format!(
+                "{:<18} {:<24} {:<16} {:<24}",
+                text(&t["accessor"]),
+                text(&t["policy"]),
+                text(&t["display_name"]),
+                t["expires_at"].as_str().unwrap_or("never"),
+            ));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn policy_url(&self, name: &str) -> anyhow::Result<String> {
+        baton_core::validate_name(name)?;
+        Ok(self.url(&format!("/v1/auth/policies/{name}")))
+    }
+
+    pub async fn policy_put(&self, name: &str, file: &Path) -> anyhow::Result<ExitCode> {
+        let text = if file == Path::new("-") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the policy from stdin")?;
+            text
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+        };
+        let spec = if file == Path::new("-") {
+            parse_stdin_spec(&text)?
+        } else {
+            parse_spec(file, &text)?
+        };
+        let req = self.http.put(self.policy_url(name)?).json(&spec);
+        let body = self.call(req).await?;
+        out(&format!(
+            "access policy {name} written (revision {})",
+            body["revision"]
+        ));
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn policy_list(&self) -> anyhow::Result<ExitCode> {
+        let body = self
+            .call(self.http.get(self.url("/v1/auth/policies")))
+            .await?;
+        for name in body["policies"].as_array().into_iter().flatten() {
+            out(name.as_str().unwrap_or("?"));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn policy_show(&self, name: &str) -> anyhow::Result<ExitCode> {
+        let body = self.call(self.http.get(self.policy_url(name)?)).await?;
+        out(&serde_json::to_string_pretty(&body)?);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    pub async fn policy_delete(&self, name: &str) -> anyhow::Result<ExitCode> {
+        self.call(self.http.delete(self.policy_url(name)?)).await?;
+        out(&format!("access policy {name} deleted"));
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use baton_api::CredentialRequest;
-use baton_core::Secs;
+use baton_api::{ApiConfig, AuthConfig, CredentialRequest};
+use baton_core::{AccessPolicy, Secs};
 use baton_engine::EngineConfig;
 use serde::Deserialize;
 
@@ -15,6 +15,10 @@ use crate::tls::{ClientAuth, TlsSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
 pub const DEFAULT_DATA_DIR: &str = "./baton-data";
+/// The file in the data directory that holds the root token written at first start.
+pub const ROOT_TOKEN_FILE: &str = "root-token";
+/// The audit trail's file in the data directory, unless configured.
+const AUDIT_LOG: &str = "audit.log";
 /// How far the clocks of the nodes may disagree, unless configured.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_millis(500);
 /// The largest `max_clock_skew` accepted: beyond it, short leases could not be held at all.
@@ -45,6 +49,64 @@ struct RawConfig {
     tls_client_ca: Option<PathBuf>,
     /// `"optional"` or `"required"` (the default when `tls_client_ca` is set).
     tls_client_auth: Option<String>,
+    /// `/metrics` without a token (default: it needs `admin`).
+    #[serde(default)]
+    metrics_open: bool,
+    /// The audit trail's file, or `"off"` [default: DATA_DIR/audit.log].
+    audit_log: Option<PathBuf>,
+    /// Refuse a request whose audit line cannot be written.
+    #[serde(default)]
+    audit_required: bool,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+/// `[auth]`: access policies, certificate subjects, limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    /// Access policies applied at every start, by name.
+    #[serde(default)]
+    policies: BTreeMap<String, AccessPolicy>,
+    /// Client-certificate subjects and the access policy each one gets.
+    #[serde(default)]
+    certificates: BTreeMap<String, String>,
+    /// Writes per second per token or certificate [default: 50].
+    write_rate: Option<f64>,
+    /// Writes in a burst per token or certificate [default: 100].
+    write_burst: Option<f64>,
+    /// The longest a request may take [default: 60s]; more than the 30 s long-poll waits.
+    request_timeout: Option<Secs>,
+}
+
+impl RawAuth {
+    fn auth_config(&self) -> anyhow::Result<AuthConfig> {
+        let defaults = AuthConfig::default();
+        let config = AuthConfig {
+            certificates: self.certificates.clone(),
+            write_rate: self.write_rate.unwrap_or(defaults.write_rate),
+            write_burst: self.write_burst.unwrap_or(defaults.write_burst),
+            request_timeout: self
+                .request_timeout
+                .map_or(defaults.request_timeout, Secs::as_std),
+            ..defaults
+        };
+        anyhow::ensure!(
+            config.write_rate > 0.0 && config.write_rate.is_finite(),
+            "auth.write_rate must be a positive number"
+        );
+        anyhow::ensure!(
+            config.write_burst >= 1.0 && config.write_burst.is_finite(),
+            "auth.write_burst must be at least 1"
+        );
+        let longest_wait = ApiConfig::default().max_wait;
+        anyhow::ensure!(
+            config.request_timeout > longest_wait + Duration::from_secs(5),
+            "auth.request_timeout must exceed {}s, the longest long-poll wait, by more than 5s",
+            longest_wait.as_secs()
+        );
+        Ok(config)
+    }
 }
 
 /// `[rotation]`: how the rotation engine paces issuer calls.
@@ -101,6 +163,9 @@ pub struct ServeConfig {
     pub previous_master_key_file: Option<PathBuf>,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// Access policies applied at start, by name.
+    pub policies: BTreeMap<String, AccessPolicy>,
+    pub auth: AuthConfig,
 }
 
 impl ServeConfig {
@@ -123,17 +188,35 @@ impl ServeConfig {
             args.tls_client_ca.or(raw.tls_client_ca),
             args.tls_client_auth.or(raw.tls_client_auth),
         )?;
+        let mut auth = raw
+            .auth
+            .auth_config()
+            .context("the config file's [auth] settings are invalid")?;
+        let data_dir: PathBuf = args
+            .data_dir
+            .or(raw.data_dir)
+            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        auth.metrics_open = raw.metrics_open;
+        auth.audit_required = raw.audit_required;
+        auth.audit_log = match raw.audit_log {
+            Some(path) if path.as_os_str() == "off" => None,
+            Some(path) => Some(path),
+            None => Some(data_dir.join(AUDIT_LOG)),
+        };
+        anyhow::ensure!(
+            !(auth.audit_required && auth.audit_log.is_none()),
+            "audit_required = true needs an audit_log"
+        );
         Ok(ServeConfig {
             engine,
             tls,
+            policies: raw.auth.policies,
+            auth,
             listen: args
                 .listen
                 .or(raw.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
-            data_dir: args
-                .data_dir
-                .or(raw.data_dir)
-                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            data_dir,
             max_clock_skew,
             credentials: raw.credentials,
             master_key_file: raw.master_key_file,

@@ -4,16 +4,18 @@
 //! certificate and key are configured; then SIGHUP reloads them. SIGHUP also reads the master
 //! key file again and rotates the master key when it changed ([`crate::keys`]).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use baton_api::ApiConfig;
+use baton_core::{Op, ROOT_POLICY};
 use baton_engine::Engine;
 use baton_raft::{Node, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::ServeArgs;
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, ROOT_TOKEN_FILE};
 use crate::tls::{CertResolver, Tls, TlsSettings};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -68,9 +70,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("the config file's credential `{name}` was not applied"))?;
     }
 
+    for (name, policy) in config.policies {
+        baton_api::put_access_policy(&node, &name, policy)
+            .await
+            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+            .with_context(|| format!("the config file's access policy `{name}` was not applied"))?;
+    }
+    ensure_root_token(&node, &config.data_dir).await?;
+    if let Some(path) = &config.auth.audit_log {
+        tracing::info!(path = %path.display(), required = config.auth.audit_required, "audit log");
+    }
+
     let engine = Engine::start(node.clone(), config.engine.clone());
     let api = ApiConfig {
         max_clock_skew: config.max_clock_skew,
+        auth: config.auth,
         ..ApiConfig::default()
     };
     tracing::debug!(
@@ -135,6 +149,52 @@ fn reload_on_sighup(resolver: Arc<CertResolver>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// At first start (no access token in the state), creates a root token and writes it to
+/// `DATA_DIR/root-token` with mode 0600. The token itself is never logged.
+async fn ensure_root_token(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
+    if node.state().read(|s| !s.auth.tokens.is_empty()) {
+        return Ok(());
+    }
+    let created = baton_api::create_token(node, ROOT_POLICY, None, "root")
+        .await
+        .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+        .context("cannot create the root token")?;
+    let path = data_dir.join(ROOT_TOKEN_FILE);
+    if let Err(e) = write_private(&path, created.token.expose()) {
+        // A root token nobody can read is of no use: withdraw it, so that the next start
+        // makes another one.
+        let _ = node
+            .propose(Op::RevokeToken {
+                accessor: created.accessor.clone(),
+            })
+            .await;
+        return Err(e)
+            .with_context(|| format!("cannot write the root token to {}", path.display()));
+    }
+    tracing::info!(
+        path = %path.display(),
+        accessor = %created.accessor,
+        "created a root token and wrote it to the data directory (mode 0600)"
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path` readable by the owner only, replacing any earlier file whole.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 fn init_logging() {

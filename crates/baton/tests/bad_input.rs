@@ -9,7 +9,7 @@ mod common;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
-use common::{http, put_credential, temp_dir, token, Server};
+use common::{put_credential, temp_dir, token, Server};
 
 /// The credential every refused write aims at; it must come out of the test untouched.
 const KEEP: &str = "keep";
@@ -490,7 +490,7 @@ async fn bad_secrets(c: &mut Checks<'_>) {
 async fn bad_input_is_refused_clearly_and_changes_nothing() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
 
     let spec =
         json!({"issuer": {"kind": "static", "token": KEEP_TOKEN}, "policy": {"lifetime": "20m"}});
@@ -555,7 +555,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
 async fn extreme_lifetime_is_refused_or_served(lifetime: Value) {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
     let url = |path: &str| format!("{}{path}", server.url);
 
     let resp = http

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use common::{cli_at, closed_url, http, temp_dir, token, Server};
+use common::{cli_at, closed_url, temp_dir, token, Server};
 
 /// Writes `text` to `dir/file` and returns the path as a string for the command line.
 fn write(dir: &Path, file: &str, text: &str) -> String {
@@ -88,6 +88,7 @@ async fn put_from_json_and_toml_then_list_and_show() {
         let mut child = std::process::Command::new(common::BIN)
             .args(["credential", "put", name, "--file", "-"])
             .env("BATON_ADDR", &server.url)
+            .env("BATON_TOKEN", &server.root_token)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -121,10 +122,10 @@ async fn put_from_json_and_toml_then_list_and_show() {
     assert_eq!(shown["policy"]["renew_before"], "5m");
     assert!(!out.contains(STATIC_TOKEN), "show prints the token:\n{out}");
 
-    let served = token(&http(), &server.url, "from-toml").await;
+    let served = token(&server.http(), &server.url, "from-toml").await;
     assert_eq!(served["token"], STATIC_TOKEN);
 
-    let served = token(&http(), &server.url, "from-json").await;
+    let served = token(&server.http(), &server.url, "from-json").await;
     let jwt = served["token"].as_str().expect("a token");
     let out = succeed(&server, &["credential", "show", "from-json"]);
     let shown: Value = serde_json::from_str(&out).expect("show prints JSON");
@@ -143,7 +144,7 @@ async fn token_prints_exactly_the_token_or_all_of_it_as_json() {
     let spec = write(dir.path(), "spec.json", JWT_SPEC);
     succeed(&server, &["credential", "put", "api", "--file", &spec]);
 
-    let served = token(&http(), &server.url, "api").await;
+    let served = token(&server.http(), &server.url, "api").await;
     let expected = served["token"].as_str().expect("a token");
     let out = succeed(&server, &["token", "api"]);
     assert_eq!(out, format!("{expected}\n"));
@@ -279,7 +280,7 @@ issuer = { kind = "jwt", claims = { iss = "from-config" } }
         &[("BATON_TEST_CONFIG_TOKEN", "config-token-value-77ab")],
     );
 
-    let served = token(&http(), &server.url, "from-config").await;
+    let served = token(&server.http(), &server.url, "from-config").await;
     assert_eq!(served["token"], "config-token-value-77ab");
     let out = succeed(&server, &["token", "from-config"]);
     assert_eq!(out, "config-token-value-77ab\n");
@@ -287,7 +288,7 @@ issuer = { kind = "jwt", claims = { iss = "from-config" } }
     let out = succeed(&server, &["credential", "show", "jwt-from-config"]);
     let shown: Value = serde_json::from_str(&out).expect("show prints JSON");
     assert_eq!(shown["issuer"]["claims"]["iss"], "from-config");
-    token(&http(), &server.url, "jwt-from-config").await;
+    token(&server.http(), &server.url, "jwt-from-config").await;
 }
 
 /// A config file whose credential cannot be applied stops the server before it listens, with
@@ -373,7 +374,7 @@ async fn a_name_with_url_syntax_reaches_no_other_credential() {
     }
 
     // `keep` was not touched.
-    let served = token(&http(), &server.url, "keep").await;
+    let served = token(&server.http(), &server.url, "keep").await;
     assert_eq!(served["token"], STATIC_TOKEN);
     assert_eq!(served["version"], 1);
 }

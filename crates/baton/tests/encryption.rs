@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{http, put_credential, temp_dir, token, Server};
+use common::{put_credential, temp_dir, token, Server};
 use serde_json::json;
 
 const STATIC_TOKEN: &str = "static-token-that-must-stay-sealed-4242";
@@ -44,7 +44,7 @@ async fn secrets_are_sealed_and_the_master_key_rotates_on_sighup() {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let mut server = Server::start(&data);
-    let http = http();
+    let http = server.http();
 
     // A generated key, readable by its owner only, and a warning that says where it is.
     let key_file = data.join("master-key");
@@ -178,9 +178,9 @@ async fn a_full_run_leaves_no_secret_in_the_data_directory_or_the_logs() {
     let pem = include_str!("../../baton-issuers/tests/keys/ed25519-pkcs8.pem");
     let key_body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let token_url = start_token_endpoint().await;
-    let http = http();
 
     let mut server = Server::start(&data);
+    let http = server.http();
     put_credential(
         &http,
         &server.url,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::{http, put_credential, temp_dir, Server};
+use common::{put_credential, temp_dir, Server};
 use serde_json::{json, Value};
 
 const CLIENT_SECRET: &str = "s3cret-client-value";
@@ -229,7 +229,7 @@ async fn odd_expires_in_values_give_safe_lifetimes_and_one_call_each() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     let cases = [
         ("zero", 3600),    // 0 is not "expired now": the policy's lifetime
         ("missing", 3600), // no expires_in: the policy's lifetime
@@ -266,7 +266,7 @@ async fn a_negative_expires_in_is_an_issuer_error_retried_with_backoff() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -304,7 +304,7 @@ async fn retry_after_on_429_is_honoured() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -330,7 +330,7 @@ async fn server_errors_back_off_exponentially_and_show_in_the_state() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -368,7 +368,7 @@ async fn a_hang_past_the_timeout_is_waited_out_not_sent_again() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -419,7 +419,7 @@ async fn a_garbage_answer_is_an_issuer_error_that_shows_nothing_of_the_body() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -442,7 +442,7 @@ async fn a_cold_start_of_200_readers_makes_one_issuer_call() {
     let (endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     let mut spec = oauth2_spec(&endpoint_url, "cold");
     spec["issuer"]["auth_method"] = json!("post");
     put_credential(&http, &server.url, "cold", spec).await;
@@ -481,7 +481,7 @@ async fn overlap_none_withdraws_the_old_token_at_the_rotation_point() {
     let (_endpoint, endpoint_url) = start_endpoint().await;
     let dir = temp_dir();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     // The endpoint's default answer is valid 1 h; renewing 59m58s ahead rotates 2 s after
     // each issue, so a few rotations happen within seconds.
     let mut spec = oauth2_spec(&endpoint_url, "revoking");
@@ -555,7 +555,7 @@ async fn exec_reads_every_accepted_shape_with_only_the_given_environment() {
         &["--config", config.to_str().unwrap()],
         &[("BATON_TEST_SUFFIX", "from-env")],
     );
-    let http = http();
+    let http = server.http();
     let in_an_hour =
         humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3000));
     let cases = [
@@ -639,7 +639,7 @@ async fn exec_failures_are_reported_without_the_token() {
     let scripts = dir.path().join("scripts");
     std::fs::create_dir(&scripts).unwrap();
     let server = start_baton(dir.path());
-    let http = http();
+    let http = server.http();
     let past = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(60));
     let cases = [
         ("fails", r#"echo '{"token": "leaked-token-1"}'; echo "login failed for leaked-token-1 with $API_KEY" >&2; exit 3"#.to_owned(),

@@ -20,7 +20,7 @@ use rustix::process::{kill_process, Pid, Signal};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use common::{http, temp_dir, Server, BIN};
+use common::{temp_dir, Server, BIN};
 
 /// POSTs `body` to `/v1/leases/{name}/{op}`; returns the status and the JSON answer.
 async fn post(
@@ -63,6 +63,7 @@ impl Proc {
         let mut child = Command::new(BIN)
             .args(args)
             .env("BATON_ADDR", url)
+            .env("BATON_TOKEN", common::root_token_for(url))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -166,7 +167,7 @@ impl Rng {
 /// 150 ms, release (or, one time in twenty, walk away and let the grant expire).
 /// Returns every grant it believed it held.
 async fn contend(url: String, i: usize, name: &'static str, until: Instant) -> Vec<Belief> {
-    let http = reqwest::Client::new();
+    let http = common::http_for(&url);
     let mut holder = format!("contender-{i}");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
     let mut beliefs = Vec::new();
@@ -333,7 +334,7 @@ fn marking_child(who: &str, marks: &Path) -> String {
 async fn paused_lock_holder_command_stops_before_the_next_holder_starts() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
     let file = dir.path().join("marks");
 
     let a_script = marking_child("A", &file);
@@ -420,7 +421,7 @@ async fn paused_lock_holder_command_stops_before_the_next_holder_starts() {
 async fn release_retried_after_another_acquired_is_refused_and_changes_nothing() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let (http, url) = (http(), server.url.as_str());
+    let (http, url) = (server.http(), server.url.as_str());
     let acquire = |holder: &str| json!({ "holder": holder, "ttl": "30s" });
 
     let (status, a) = post(&http, url, "db", "acquire", acquire("a")).await;
@@ -455,7 +456,7 @@ async fn release_retried_after_another_acquired_is_refused_and_changes_nothing()
 async fn retried_acquire_keeps_the_fence_and_retried_release_succeeds_unreleased() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let (http, url) = (http(), server.url.as_str());
+    let (http, url) = (server.http(), server.url.as_str());
     let acquire = json!({ "holder": "a", "ttl": "30s" });
 
     let (_, first) = post(&http, url, "cron", "acquire", acquire.clone()).await;
@@ -530,6 +531,7 @@ async fn elect_fails_over_after_kill_and_leader_reports_it() {
     let out = Command::new(BIN)
         .args(["leader", "primary", "--wait", "1s"])
         .env("BATON_ADDR", &server.url)
+        .env("BATON_TOKEN", &server.root_token)
         .output()
         .expect("baton leader");
     assert_eq!(out.status.code(), Some(3));
@@ -542,11 +544,12 @@ async fn elect_fails_over_after_kill_and_leader_reports_it() {
 async fn lock_runs_the_command_with_its_fence_and_exits_with_its_status() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
     let script = "echo \"$BATON_LEASE $BATON_FENCE\"; exit 7";
     let out = Command::new(BIN)
         .args(["lock", "nightly", "--ttl", "2s", "--", "sh", "-c", script])
         .env("BATON_ADDR", &server.url)
+        .env("BATON_TOKEN", &server.root_token)
         .output()
         .expect("baton lock");
     assert_eq!(
@@ -574,7 +577,7 @@ async fn lock_runs_the_command_with_its_fence_and_exits_with_its_status() {
 async fn lock_stops_the_command_and_exits_75_when_renewal_is_refused() {
     let dir = temp_dir();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
     let mut lock = Proc::start(
         &server.url,
         &[

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{http, put_credential, temp_dir, Server};
+use common::{put_credential, temp_dir, Server};
 use serde_json::{json, Value};
 
 const READERS: usize = 200;
@@ -107,7 +107,7 @@ async fn one_token_request_per_rotation_and_every_served_token_is_active() {
     let secret_file = dir.path().join("client-secret");
     std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
     let server = Server::start(&dir.path().join("data"));
-    let http = http();
+    let http = server.http();
     let spec = json!({
         "issuer": {
             "kind": "oauth2",

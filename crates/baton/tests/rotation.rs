@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{http, jose, put_credential, temp_dir, Server};
+use common::{jose, put_credential, temp_dir, Server};
 use serde_json::{json, Value};
 
 const READERS: usize = 200;
@@ -56,7 +56,7 @@ fn spawn_readers(
     name: &'static str,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<Log>> {
-    let client = http();
+    let client = common::http_for(&url.read().expect("url"));
     (0..READERS)
         .map(|_| {
             let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
@@ -187,7 +187,7 @@ fn verify_with_jose(jwks: &Value, versions: &BTreeMap<u64, (String, u64, u64)>, 
 async fn readers_get_one_fresh_token_per_version_through_rotations_and_a_kill_9() {
     let dir = temp_dir();
     let mut server = Server::start(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -294,7 +294,7 @@ async fn readers_get_one_fresh_token_per_version_through_rotations_and_a_kill_9(
 async fn overlap_none_versions_never_overlap_and_next_is_published_ahead() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,

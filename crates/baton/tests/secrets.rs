@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use common::{http, temp_dir, token, Server};
+use common::{temp_dir, token, Server};
 
 /// A 2048-bit RSA key made once for this test with
 /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`; it protects nothing.
@@ -113,7 +113,7 @@ async fn secrets_never_reach_logs_answers_or_cli_output() {
         &[],
         &[("RUST_LOG", "trace"), (ENV_VAR, ENV_TOKEN)],
     );
-    let http = http();
+    let http = server.http();
     let url = |path: &str| format!("{}{path}", server.url);
 
     let credentials = [

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{http, put_credential, temp_dir, Server, BIN};
+use common::{put_credential, temp_dir, Server, BIN};
 use serde_json::json;
 
 /// With no flags, baton listens on 127.0.0.1:7171 and keeps its data in ./baton-data; SIGTERM
@@ -78,7 +78,7 @@ mod reqwest {
 async fn metrics_report_rotations_expiry_latency_and_requests() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,
@@ -127,7 +127,7 @@ async fn metrics_report_rotations_expiry_latency_and_requests() {
 async fn a_manual_rotation_makes_a_new_version_and_etag_follows_it() {
     let dir = temp_dir();
     let server = Server::start(dir.path());
-    let http = http();
+    let http = server.http();
     put_credential(
         &http,
         &server.url,

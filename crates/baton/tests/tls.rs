@@ -73,9 +73,14 @@ fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A reqwest client that trusts `ca_pem`, optionally presenting a client certificate.
-fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> reqwest::Client {
+/// A reqwest client that trusts `ca_pem`, optionally presenting a client certificate, and
+/// sending the root token of the server at `url`.
+fn https_client(ca_pem: &str, identity: Option<(&str, &str)>, url: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", common::root_token_for(url));
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
     let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
     if let Some((cert, key)) = identity {
         let pem = format!("{cert}\n{key}");
@@ -185,7 +190,7 @@ async fn https_serves_tokens_and_the_cli_trusts_a_private_ca() {
     );
     assert!(server.logs().contains("TLS certificate loaded"));
 
-    let https = https_client(&ca.pem(), None);
+    let https = https_client(&ca.pem(), None, &server.url);
     put_credential(&https, &server.url, "partner", static_spec("tls-secret-1")).await;
     let token = common::token(&https, &server.url, "partner").await;
     assert_eq!(token["token"], "tls-secret-1");
@@ -211,6 +216,7 @@ async fn https_serves_tokens_and_the_cli_trusts_a_private_ca() {
     let out = std::process::Command::new(BIN)
         .args(["lease", "show", "nightly"])
         .env("BATON_ADDR", &server.url)
+        .env("BATON_TOKEN", common::root_token_for(&server.url))
         .env("BATON_CA_CERT", &ca_path)
         .output()
         .unwrap();
@@ -251,19 +257,19 @@ async fn mtls_required_refuses_clients_without_a_certificate_from_the_ca() {
     );
     let healthz = format!("{}/healthz", server.url);
 
-    let anonymous = https_client(&ca.pem(), None);
+    let anonymous = https_client(&ca.pem(), None, &server.url);
     assert!(
         anonymous.get(&healthz).send().await.is_err(),
         "a client without a certificate was served"
     );
-    let intruder = https_client(&ca.pem(), Some((&other_cert, &other_key)));
+    let intruder = https_client(&ca.pem(), Some((&other_cert, &other_key)), &server.url);
     assert!(
         intruder.get(&healthz).send().await.is_err(),
         "a certificate from another CA was accepted"
     );
     assert!(!server.logs().contains("subject=CN=intruder"));
 
-    let worker = https_client(&ca.pem(), Some((&client_cert, &client_key)));
+    let worker = https_client(&ca.pem(), Some((&client_cert, &client_key)), &server.url);
     let resp = worker.get(&healthz).send().await.unwrap();
     assert!(resp.status().is_success(), "{resp:?}");
     wait_for_log(&server, "subject=CN=worker-1,O=fleet");
@@ -308,7 +314,7 @@ async fn mtls_optional_serves_clients_with_and_without_a_certificate() {
         &[("RUST_LOG", "info,baton=debug")],
     );
     let healthz = format!("{}/healthz", server.url);
-    let anonymous = https_client(&ca.pem(), None);
+    let anonymous = https_client(&ca.pem(), None, &server.url);
     assert!(anonymous
         .get(&healthz)
         .send()
@@ -317,7 +323,7 @@ async fn mtls_optional_serves_clients_with_and_without_a_certificate() {
         .status()
         .is_success());
     assert!(!server.logs().contains("client certificate verified"));
-    let worker = https_client(&ca.pem(), Some((&client_cert, &client_key)));
+    let worker = https_client(&ca.pem(), Some((&client_cert, &client_key)), &server.url);
     assert!(worker
         .get(&healthz)
         .send()
@@ -352,7 +358,7 @@ async fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     assert!(healthz_on(&mut before).await.contains("200"));
 
     // A long poll that is still waiting when the certificate changes.
-    let client_a = https_client(&ca_a.pem(), None);
+    let client_a = https_client(&ca_a.pem(), None, &server.url);
     let health: serde_json::Value = client_a
         .get(format!("{}/healthz", server.url))
         .send()
@@ -434,4 +440,92 @@ fn mismatched_tls_files_are_refused_at_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("tls_key is not"), "{stderr}");
+}
+
+/// A client certificate whose subject the config maps to a policy is authorized by it alone,
+/// without a bearer token, and only for what the policy allows.
+#[tokio::test]
+async fn a_mapped_certificate_subject_reads_its_credential_without_a_token() {
+    let dir = temp_dir();
+    let ca = Ca::new("baton test CA");
+    let (cert, key, _) = ca.server_cert();
+    let (client_cert, client_key, _) = ca.client_cert("worker-1");
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem());
+    let cert_path = write(dir.path(), "server.pem", &cert);
+    let key_path = write(dir.path(), "server-key.pem", &key);
+    let config = write(
+        dir.path(),
+        "baton.toml",
+        r#"
+[auth.policies.partner-reader]
+rules = [{ pattern = "partner-*", capabilities = ["read-token"] }]
+
+[auth.certificates]
+"CN=worker-1,O=fleet" = "partner-reader"
+"#,
+    );
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            arg(&config),
+            "--tls-cert",
+            arg(&cert_path),
+            "--tls-key",
+            arg(&key_path),
+            "--tls-client-ca",
+            arg(&ca_path),
+        ],
+        &[],
+    );
+    let root = https_client(&ca.pem(), Some((&client_cert, &client_key)), &server.url);
+    for name in ["partner-a", "billing"] {
+        let resp = root
+            .put(format!("{}/v1/credentials/{name}", server.url))
+            .json(&static_spec(&format!("{name}-token")))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{resp:?}");
+    }
+
+    // The same certificate, no token.
+    let pem = format!("{client_cert}\n{client_key}");
+    let worker = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let mut read = None;
+    for _ in 0..50 {
+        let resp = worker
+            .get(format!(
+                "{}/v1/credentials/partner-a/token?wait=5s",
+                server.url
+            ))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            read = Some(resp.json::<serde_json::Value>().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        read.expect("the worker reads its token")["token"],
+        "partner-a-token"
+    );
+    let other = worker
+        .get(format!("{}/v1/credentials/billing/token", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
+    let write = worker
+        .delete(format!("{}/v1/credentials/partner-a", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), 403);
 }

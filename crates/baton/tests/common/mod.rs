@@ -1,13 +1,17 @@
 //! A `baton serve` process for black-box tests: real binary, real TCP, real signals.
+//!
+//! Every server writes a root token at first start; [`Server::http`] and [`Server::cli`] send
+//! it, and [`http_for`] finds it by the server's URL for helpers that only know that.
 #![allow(dead_code)]
 
 pub mod jose;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_baton");
@@ -18,7 +22,44 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`, or `https://…` when started with TLS
     pub url: String,
     pub data_dir: PathBuf,
+    /// The root token the server wrote to `DATA_DIR/root-token`.
+    pub root_token: String,
     logs: Arc<Mutex<String>>,
+}
+
+/// Root tokens of the servers this test process started, by URL.
+fn tokens() -> &'static Mutex<HashMap<String, String>> {
+    static TOKENS: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// The root token of the server at `url`, started by this process.
+pub fn root_token_for(url: &str) -> String {
+    tokens()
+        .lock()
+        .unwrap()
+        .get(url)
+        .cloned()
+        .unwrap_or_else(|| panic!("no server of this test listens at {url}"))
+}
+
+/// A client that authenticates with `token`.
+pub fn http_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// A client that authenticates as root on the server at `url`.
+pub fn http_for(url: &str) -> reqwest::Client {
+    http_with(&root_token_for(url))
 }
 
 impl Server {
@@ -72,12 +113,27 @@ impl Server {
                 );
             }
         };
+        // The token file is written before the server listens.
+        let root_token = std::fs::read_to_string(data_dir.join("root-token"))
+            .expect("the server wrote DATA_DIR/root-token")
+            .trim()
+            .to_owned();
+        tokens()
+            .lock()
+            .unwrap()
+            .insert(url.clone(), root_token.clone());
         Server {
             child,
             url,
             data_dir: data_dir.to_owned(),
+            root_token,
             logs,
         }
+    }
+
+    /// An HTTP client that authenticates as root.
+    pub fn http(&self) -> reqwest::Client {
+        http_with(&self.root_token)
     }
 
     /// Everything the server printed so far.
@@ -109,11 +165,14 @@ impl Server {
         self.child.id()
     }
 
-    /// Runs the CLI against this server; returns (exit success, stdout, stderr).
+    /// Runs the CLI against this server, which finds the root token in the data directory
+    /// (`BATON_DATA_DIR`); returns (exit success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(BIN)
             .args(args)
             .env("BATON_ADDR", &self.url)
+            .env("BATON_DATA_DIR", &self.data_dir)
+            .env_remove("BATON_TOKEN")
             .output()
             .expect("run the baton CLI");
         (
@@ -139,7 +198,7 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// An HTTP client for tests.
+/// An HTTP client for tests that sends no token.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)
