@@ -38,6 +38,18 @@ struct SnapshotData {
     kv: Vec<KvEntry>,
 }
 
+/// [`SnapshotData`] borrowed from the live state, to serialize it without a copy.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    applied: &'a Applied,
+    credentials: Vec<&'a Credential>,
+    leases: Vec<&'a Lease>,
+    kv: Vec<&'a KvEntry>,
+}
+
+/// A snapshot as kept in the store: its meta under `snapshot_meta` (JSON) and its data, as
+/// is, under `snapshot_data`. Stores written before kept both as one JSON document under
+/// `snapshot`, with the data as an array of numbers; that form is still read.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<u64, openraft::BasicNode>,
@@ -157,22 +169,32 @@ impl StateMachineStore {
     }
 
     fn snapshot_bytes(&self) -> Result<Vec<u8>, openraft::AnyError> {
-        let data = self.shared.read(|s| SnapshotData {
-            applied: self.applied.clone(),
-            credentials: s.credentials.values().cloned().collect(),
-            leases: s.leases.values().cloned().collect(),
-            kv: s.kv.values().cloned().collect(),
-        });
-        serde_json::to_vec(&data).map_err(io_error)
+        // Serialized under the read lock, straight from the state: applying waits meanwhile,
+        // token reads do not.
+        self.shared.read(|s| {
+            let data = SnapshotRef {
+                applied: &self.applied,
+                credentials: s.credentials.values().collect(),
+                leases: s.leases.values().collect(),
+                kv: s.kv.values().collect(),
+            };
+            serde_json::to_vec(&data).map_err(io_error)
+        })
     }
 
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), openraft::AnyError> {
-        let bytes = serde_json::to_vec(snapshot).map_err(io_error)?;
+        let meta = serde_json::to_vec(&snapshot.meta).map_err(io_error)?;
         let tx = self.db.begin_write().map_err(io_error)?;
-        tx.open_table(SM_META)
-            .map_err(io_error)?
-            .insert("snapshot", bytes.as_slice())
-            .map_err(io_error)?;
+        {
+            let mut table = tx.open_table(SM_META).map_err(io_error)?;
+            table
+                .insert("snapshot_meta", meta.as_slice())
+                .map_err(io_error)?;
+            table
+                .insert("snapshot_data", snapshot.data.as_slice())
+                .map_err(io_error)?;
+            table.remove("snapshot").map_err(io_error)?;
+        }
         tx.commit().map_err(io_error)
     }
 
@@ -221,6 +243,15 @@ impl StateMachineStore {
     fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, openraft::AnyError> {
         let tx = self.db.begin_read().map_err(io_error)?;
         let table = tx.open_table(SM_META).map_err(io_error)?;
+        if let Some(meta) = table.get("snapshot_meta").map_err(io_error)? {
+            let meta = serde_json::from_slice(meta.value()).map_err(io_error)?;
+            let data = table
+                .get("snapshot_data")
+                .map_err(io_error)?
+                .map(|v| v.value().to_vec())
+                .ok_or_else(|| io_error("the snapshot's meta is stored without its data"))?;
+            return Ok(Some(StoredSnapshot { meta, data }));
+        }
         let Some(value) = table.get("snapshot").map_err(io_error)? else {
             return Ok(None);
         };
