@@ -57,6 +57,7 @@ pub(crate) struct App {
     engine: Engine,
     config: ApiConfig,
     metrics: metrics::Metrics,
+    tokens: token::TokenCache,
 }
 
 type AppState = axum::extract::State<Arc<App>>;
@@ -68,6 +69,7 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         metrics: metrics::Metrics::new(engine.metrics()),
         engine,
         config,
+        tokens: token::TokenCache::default(),
     });
 
     Router::new()
