@@ -1,9 +1,10 @@
 //! `/metrics` (Prometheus text), `/healthz`, and the middleware counting requests.
 
+use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,11 +18,43 @@ use serde_json::json;
 
 use crate::AppState;
 
+/// Labels of a request. Known routes and standard methods are borrowed, so counting a request
+/// allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct HttpLabels {
-    route: String,
-    method: String,
+    route: Cow<'static, str>,
+    method: Cow<'static, str>,
     status: u16,
+}
+
+/// The route pattern a request matched, as a label.
+fn route_label(req: &Request) -> Cow<'static, str> {
+    let Some(matched) = req.extensions().get::<MatchedPath>() else {
+        return Cow::Borrowed("unmatched");
+    };
+    let matched = matched.as_str();
+    match crate::ROUTES.iter().find(|r| **r == matched) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(matched.to_owned()),
+    }
+}
+
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::PUT, "PUT"),
+        (Method::POST, "POST"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::TRACE, "TRACE"),
+        (Method::CONNECT, "CONNECT"),
+    ];
+    match STANDARD.iter().find(|(m, _)| m == method) {
+        Some((_, label)) => Cow::Borrowed(label),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -62,11 +95,8 @@ impl Metrics {
 
 /// Counts every request by its route pattern (never the raw path: names are unbounded).
 pub(crate) async fn track(state: AppState, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = route_label(&req);
+    let method = method_label(req.method());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     tracing::trace!(%route, %method, status, "request");

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_core::{Command, CommandError, Op, Output, Timestamp};
@@ -64,8 +65,8 @@ pub struct Node {
     id: u64,
     raft: Raft<TypeConfig>,
     shared: Arc<SharedState>,
-    /// The latest time this node stamped, so that stamps never go backwards.
-    last_stamp: Mutex<Timestamp>,
+    /// The latest time this node stamped (milliseconds), so that stamps never go backwards.
+    last_stamp: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -139,7 +140,7 @@ impl Node {
             id: config.node_id,
             raft,
             shared,
-            last_stamp: Mutex::new(Timestamp::default()),
+            last_stamp: AtomicU64::new(0),
         })
     }
 
@@ -154,12 +155,9 @@ impl Node {
 
     /// This node's clock, never earlier than a stamp it gave before.
     pub fn now(&self) -> Timestamp {
-        let mut last = self
-            .last_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *last = Timestamp::from_system_time(SystemTime::now()).max(*last);
-        *last
+        let now = Timestamp::from_system_time(SystemTime::now()).as_millis();
+        let last = self.last_stamp.fetch_max(now, Ordering::AcqRel);
+        Timestamp::from_millis(now.max(last))
     }
 
     /// Whether this node leads the cluster now.
