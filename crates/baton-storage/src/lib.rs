@@ -77,9 +77,9 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachineStore, Arc<SharedState
         .set_cache_size(CACHE_BYTES)
         .create(path)
         .map_err(|source| OpenError::Database {
-        path: shown.clone(),
-        source,
-    })?;
+            path: shown.clone(),
+            source,
+        })?;
     let db = Arc::new(db);
     let corrupt = |message: String| OpenError::Corrupt {
         path: shown.clone(),
