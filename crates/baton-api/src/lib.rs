@@ -124,10 +124,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         .route(route::KV, get(kv::get).put(kv::put).delete(kv::delete))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::bad_method)
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            metrics::track,
-        ))
+        .layer(metrics::TrackLayer {
+            requests: app.metrics.requests.clone(),
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
