@@ -14,7 +14,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use axum::extract::RawQuery;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_core::{Credential, Secs, Timestamp, TokenView, Version};
 use serde::Serialize;
@@ -243,7 +245,7 @@ pub(crate) async fn read(
     state: AppState,
     Name(name): Name,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    IfNoneMatch(if_none_match): IfNoneMatch,
 ) -> Result<Response, ApiError> {
     let app = state.0;
     let wait = wait_of(
@@ -264,7 +266,7 @@ pub(crate) async fn read(
             Some(c) => lookup(c, now, shared.revision(), &app.tokens),
         });
         let (retry_at, last_error) = match found {
-            Lookup::Ready(answer) => return Ok(respond(answer, &headers)),
+            Lookup::Ready(answer) => return Ok(respond(answer, if_none_match.as_ref())),
             Lookup::Missing => {
                 app.tokens.forget(&name);
                 return Err(ApiError::not_found(&name));
@@ -304,10 +306,21 @@ pub(crate) async fn read(
     }
 }
 
-fn respond(answer: Answer, headers: &HeaderMap) -> Response {
+/// The request's `If-None-Match`, taken without copying the other headers (as extracting a
+/// whole `HeaderMap` would).
+pub(crate) struct IfNoneMatch(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+    }
+}
+
+fn respond(answer: Answer, if_none_match: Option<&HeaderValue>) -> Response {
     let etag = &answer.rendered.etag;
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
+    let not_modified = if_none_match
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim().as_bytes() == etag.as_bytes()));
     let mut response = if not_modified {
