@@ -10,11 +10,11 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use axum::extract::RawQuery;
 use axum::extract::FromRequestParts;
+use axum::extract::RawQuery;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -94,7 +94,8 @@ struct Rendered {
     key: RenderKey,
     /// The JSON body up to the revision's value: `{"token":…,"revision":`.
     head: String,
-    etag: HeaderValue,
+    /// The `ETag`, checked to be a valid header value when rendered.
+    etag: String,
 }
 
 impl Rendered {
@@ -123,20 +124,19 @@ impl Rendered {
             key.current.number,
             key.next.map_or(0, |n| n.number)
         );
-        Some(Rendered {
-            key,
-            head,
-            etag: HeaderValue::try_from(etag).ok()?,
-        })
+        HeaderValue::from_str(&etag).ok()?;
+        Some(Rendered { key, head, etag })
     }
 
-    /// The whole body at `revision`.
-    fn body(&self, revision: u64) -> String {
+    /// The whole body at `revision`, and the `ETag`. Both are copies, so that reads on
+    /// different threads share no reference count.
+    fn answer(&self, revision: u64) -> (String, HeaderValue) {
         let mut body = String::with_capacity(self.head.len() + 21);
         body.push_str(&self.head);
         // Writing to a String cannot fail.
         let _ = write!(body, "{revision}}}");
-        body
+        let etag = HeaderValue::from_str(&self.etag).unwrap_or(HeaderValue::from_static("\"\""));
+        (body, etag)
     }
 }
 
@@ -148,16 +148,20 @@ impl Rendered {
 /// read as missing is dropped.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    entries: RwLock<HashMap<String, Arc<Rendered>>>,
+    entries: RwLock<HashMap<String, Rendered>>,
 }
 
 impl TokenCache {
-    fn get(&self, name: &str) -> Option<Arc<Rendered>> {
+    /// The cached answer of `name` at `revision`, if it was rendered for `key`.
+    fn answer(&self, name: &str, key: &RenderKey, revision: u64) -> Option<(String, HeaderValue)> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        entries.get(name).cloned()
+        entries
+            .get(name)
+            .filter(|r| r.key == *key)
+            .map(|r| r.answer(revision))
     }
 
-    fn put(&self, name: &str, rendered: Arc<Rendered>) {
+    fn put(&self, name: &str, rendered: Rendered) {
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         match entries.get_mut(name) {
             Some(slot) => *slot = rendered,
@@ -182,8 +186,8 @@ impl TokenCache {
 
 /// A servable answer: what to send and how long a client may keep it.
 struct Answer {
-    rendered: Arc<Rendered>,
     body: String,
+    etag: HeaderValue,
     max_age: u64,
 }
 
@@ -204,13 +208,13 @@ fn lookup(c: &Credential, now: Timestamp, revision: u64, cache: &TokenCache) -> 
         };
     };
     let key = RenderKey::of(c.uid, &view);
-    let rendered = match cache.get(&c.name).filter(|r| r.key == key) {
+    let (body, etag) = match cache.answer(&c.name, &key, revision) {
         Some(hit) => hit,
         None => match Rendered::new(key, &view) {
             Some(fresh) => {
-                let fresh = Arc::new(fresh);
-                cache.put(&c.name, fresh.clone());
-                fresh
+                let answer = fresh.answer(revision);
+                cache.put(&c.name, fresh);
+                answer
             }
             // Unreachable in practice (see `Rendered::new`); treat it as "not yet".
             None => {
@@ -222,9 +226,9 @@ fn lookup(c: &Credential, now: Timestamp, revision: u64, cache: &TokenCache) -> 
         },
     };
     Lookup::Ready(Answer {
-        body: rendered.body(revision),
+        body,
+        etag,
         max_age: view.refresh_at.millis_since(now) / 1000,
-        rendered,
     })
 }
 
@@ -314,12 +318,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfNoneMatch(parts.headers.get(header::IF_NONE_MATCH).cloned()))
+        Ok(IfNoneMatch(
+            parts.headers.get(header::IF_NONE_MATCH).cloned(),
+        ))
     }
 }
 
 fn respond(answer: Answer, if_none_match: Option<&HeaderValue>) -> Response {
-    let etag = &answer.rendered.etag;
+    let etag = answer.etag;
     let not_modified = if_none_match
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim().as_bytes() == etag.as_bytes()));
@@ -333,6 +339,6 @@ fn respond(answer: Answer, if_none_match: Option<&HeaderValue>) -> Response {
     if let Ok(v) = HeaderValue::try_from(format!("max-age={}", answer.max_age)) {
         h.insert(header::CACHE_CONTROL, v);
     }
-    h.insert(header::ETAG, etag.clone());
+    h.insert(header::ETAG, etag);
     response
 }

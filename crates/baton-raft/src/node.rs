@@ -156,6 +156,12 @@ impl Node {
     /// This node's clock, never earlier than a stamp it gave before.
     pub fn now(&self) -> Timestamp {
         let now = Timestamp::from_system_time(SystemTime::now()).as_millis();
+        // Written only when the clock moved past the last stamp: readers on other threads then
+        // mostly share the value instead of taking turns owning it.
+        let last = self.last_stamp.load(Ordering::Acquire);
+        if now <= last {
+            return Timestamp::from_millis(last);
+        }
         let last = self.last_stamp.fetch_max(now, Ordering::AcqRel);
         Timestamp::from_millis(now.max(last))
     }
