@@ -20,6 +20,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_core::{Credential, Secs, Timestamp, TokenView, Version};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::extract::Name;
 use crate::{ApiError, AppState};
@@ -88,12 +89,13 @@ impl RenderKey {
     }
 }
 
-/// A rendered answer, reused for as long as its key matches what a read computes.
-#[derive(Debug)]
+/// A rendered answer, reused for as long as its key matches what a read computes. Its
+/// `Debug` leaves the body out: the body holds the token.
 struct Rendered {
     key: RenderKey,
-    /// The JSON body up to the revision's value: `{"token":…,"revision":`.
-    head: String,
+    /// The JSON body up to the revision's value: `{"token":…,"revision":`. It holds the
+    /// token, so it is wiped when the entry is replaced or dropped, like a [`baton_core::Secret`].
+    head: Zeroizing<String>,
     /// The `ETag`, checked to be a valid header value when rendered.
     etag: String,
 }
@@ -115,7 +117,7 @@ impl Rendered {
             next,
         };
         // Serializing strings and numbers cannot fail.
-        let mut head = serde_json::to_string(&head).ok()?;
+        let mut head = Zeroizing::new(serde_json::to_string(&head).ok()?);
         head.pop();
         head.push_str(",\"revision\":");
         let etag = format!(
@@ -140,15 +142,34 @@ impl Rendered {
     }
 }
 
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("key", &self.key)
+            .field("head_len", &self.head.len())
+            .field("etag", &self.etag)
+            .finish()
+    }
+}
+
 /// Rendered answers by credential name.
 ///
 /// Every read still computes the token view from the applied state at the time of the read
 /// (so `min_remaining`, expiry and the switch to `next` apply as before); only turning that
 /// view into JSON is skipped when it matches the cached key. An entry whose credential is
 /// read as missing is dropped.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct TokenCache {
     entries: RwLock<HashMap<String, Rendered>>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("TokenCache")
+            .field("entries", &entries.len())
+            .finish()
+    }
 }
 
 impl TokenCache {
@@ -341,4 +362,56 @@ fn respond(answer: Answer, if_none_match: Option<&HeaderValue>) -> Response {
     }
     h.insert(header::ETAG, etag);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_core::Secret;
+
+    fn version(number: u64, token: &str) -> Version {
+        Version {
+            number,
+            token: Secret::new(token),
+            issued_at: Timestamp::from_secs(100),
+            not_before: Timestamp::from_secs(100),
+            expires_at: Timestamp::from_secs(3700),
+            fence: number,
+        }
+    }
+
+    #[test]
+    fn debug_of_the_cache_never_shows_a_token() {
+        let current = version(1, "cached-secret-token");
+        let view = TokenView {
+            current: &current,
+            next: None,
+            refresh_at: Timestamp::from_secs(2800),
+        };
+        let rendered = Rendered::new(RenderKey::of(7, &view), &view).expect("rendered");
+        assert!(rendered.head.contains("cached-secret-token"));
+        let cache = TokenCache::default();
+        let shown_entry = format!("{rendered:?}");
+        cache.put("c", rendered);
+        for shown in [shown_entry, format!("{cache:?}")] {
+            assert!(!shown.contains("cached-secret-token"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_the_rendered_head_with_the_revision_of_the_read() {
+        let current = version(1, "t");
+        let view = TokenView {
+            current: &current,
+            next: None,
+            refresh_at: Timestamp::from_secs(2800),
+        };
+        let rendered = Rendered::new(RenderKey::of(7, &view), &view).expect("rendered");
+        let (body, etag) = rendered.answer(42);
+        let body: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(body["revision"], 42);
+        assert_eq!(body["token"], "t");
+        assert_eq!(body["next"], serde_json::Value::Null);
+        assert_eq!(etag, "\"7-1-0\"");
+    }
 }
