@@ -39,6 +39,38 @@ pub use peer::PeerCertificate;
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The route patterns, which are also the `route` label of request metrics.
+mod route {
+    pub(crate) const HEALTHZ: &str = "/healthz";
+    pub(crate) const METRICS: &str = "/metrics";
+    pub(crate) const CREDENTIALS: &str = "/v1/credentials";
+    pub(crate) const CREDENTIAL: &str = "/v1/credentials/{name}";
+    pub(crate) const ROTATE: &str = "/v1/credentials/{name}/rotate";
+    pub(crate) const TOKEN: &str = "/v1/credentials/{name}/token";
+    pub(crate) const JWKS: &str = "/v1/credentials/{name}/jwks.json";
+    pub(crate) const LEASE: &str = "/v1/leases/{name}";
+    pub(crate) const ACQUIRE: &str = "/v1/leases/{name}/acquire";
+    pub(crate) const RENEW: &str = "/v1/leases/{name}/renew";
+    pub(crate) const RELEASE: &str = "/v1/leases/{name}/release";
+    pub(crate) const KV: &str = "/v1/kv/{name}";
+}
+
+/// Every route pattern, most requested first.
+const ROUTES: [&str; 12] = [
+    route::TOKEN,
+    route::JWKS,
+    route::LEASE,
+    route::RENEW,
+    route::ACQUIRE,
+    route::RELEASE,
+    route::KV,
+    route::CREDENTIAL,
+    route::CREDENTIALS,
+    route::ROTATE,
+    route::HEALTHZ,
+    route::METRICS,
+];
+
 /// Tunables of the API.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -73,6 +105,7 @@ pub(crate) struct App {
     metrics: metrics::Metrics,
     limiter: auth::RateLimiter,
     audit: audit::Audit,
+    tokens: token::TokenCache,
 }
 
 type AppState = axum::extract::State<Arc<App>>;
@@ -86,29 +119,27 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
         limiter: auth::RateLimiter::default(),
         audit: audit::Audit::new(config.auth.audit_log.clone()),
         config,
+        tokens: token::TokenCache::default(),
     });
 
     Router::new()
-        .route("/healthz", get(metrics::healthz))
-        .route("/metrics", get(metrics::render))
-        .route("/v1/credentials", get(credentials::list))
+        .route(route::HEALTHZ, get(metrics::healthz))
+        .route(route::METRICS, get(metrics::render))
+        .route(route::CREDENTIALS, get(credentials::list))
         .route(
-            "/v1/credentials/{name}",
+            route::CREDENTIAL,
             get(credentials::show)
                 .put(credentials::put)
                 .delete(credentials::delete),
         )
-        .route("/v1/credentials/{name}/rotate", post(credentials::rotate))
-        .route("/v1/credentials/{name}/token", get(token::read))
-        .route("/v1/credentials/{name}/jwks.json", get(credentials::jwks))
-        .route("/v1/leases/{name}", get(leases::observe))
-        .route("/v1/leases/{name}/acquire", post(leases::acquire))
-        .route("/v1/leases/{name}/renew", post(leases::renew))
-        .route("/v1/leases/{name}/release", post(leases::release))
-        .route(
-            "/v1/kv/{name}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
+        .route(route::ROTATE, post(credentials::rotate))
+        .route(route::TOKEN, get(token::read))
+        .route(route::JWKS, get(credentials::jwks))
+        .route(route::LEASE, get(leases::observe))
+        .route(route::ACQUIRE, post(leases::acquire))
+        .route(route::RENEW, post(leases::renew))
+        .route(route::RELEASE, post(leases::release))
+        .route(route::KV, get(kv::get).put(kv::put).delete(kv::delete))
         .route(
             "/v1/auth/tokens",
             get(access::list_tokens).post(access::create),
@@ -127,10 +158,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             app.clone(),
             auth::guard,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            metrics::track,
-        ))
+        .layer(metrics::TrackLayer {
+            requests: app.metrics.requests.clone(),
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }

@@ -1,10 +1,13 @@
 //! `/metrics` (Prometheus text), `/healthz`, and the middleware counting requests.
 
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{header, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use baton_engine::EngineMetrics;
@@ -14,14 +17,48 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use tower_layer::Layer;
+use tower_service::Service;
 
 use crate::AppState;
 
+/// Labels of a request. Known routes and standard methods are borrowed, so counting a request
+/// allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct HttpLabels {
-    route: String,
-    method: String,
+    route: Cow<'static, str>,
+    method: Cow<'static, str>,
     status: u16,
+}
+
+/// The route pattern a request matched, as a label.
+fn route_label(req: &Request) -> Cow<'static, str> {
+    let Some(matched) = req.extensions().get::<MatchedPath>() else {
+        return Cow::Borrowed("unmatched");
+    };
+    let matched = matched.as_str();
+    match crate::ROUTES.iter().find(|r| **r == matched) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(matched.to_owned()),
+    }
+}
+
+fn method_label(method: &Method) -> Cow<'static, str> {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::PUT, "PUT"),
+        (Method::POST, "POST"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::TRACE, "TRACE"),
+        (Method::CONNECT, "CONNECT"),
+    ];
+    match STANDARD.iter().find(|(m, _)| m == method) {
+        Some((_, label)) => Cow::Borrowed(label),
+        None => Cow::Owned(method.as_str().to_owned()),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,7 +69,7 @@ pub(crate) struct CredentialLabel {
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
-    requests: Family<HttpLabels, Counter>,
+    pub(crate) requests: Family<HttpLabels, Counter>,
     expiry: Family<CredentialLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
@@ -60,27 +97,85 @@ impl Metrics {
     }
 }
 
-/// Counts every request by its route pattern (never the raw path: names are unbounded).
-pub(crate) async fn track(state: AppState, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
-    let response = next.run(req).await;
-    let status = response.status().as_u16();
-    tracing::trace!(%route, %method, status, "request");
-    state
-        .0
-        .metrics
-        .requests
-        .get_or_create(&HttpLabels {
-            route,
-            method,
-            status,
-        })
-        .inc();
-    response
+/// Counts every request by its route pattern (never the raw path: names are unbounded) and
+/// status. Applied to each route by [`axum::Router::layer`], where the matched pattern is known.
+#[derive(Clone, Debug)]
+pub(crate) struct TrackLayer {
+    pub(crate) requests: Family<HttpLabels, Counter>,
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            requests: self.requests.clone(),
+        }
+    }
+}
+
+/// [`TrackLayer`] around one route.
+#[derive(Clone, Debug)]
+pub(crate) struct Track<S> {
+    inner: S,
+    requests: Family<HttpLabels, Counter>,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let labels = Some((route_label(&req), method_label(req.method())));
+        Tracked {
+            inner: self.inner.call(req),
+            requests: self.requests.clone(),
+            labels,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A tracked request's response: counted when it is ready.
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        inner: F,
+        requests: Family<HttpLabels, Counter>,
+        labels: Option<(Cow<'static, str>, Cow<'static, str>)>,
+    }
+}
+
+impl<F, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some((route, method))) = (&result, this.labels.take()) {
+            let status = response.status().as_u16();
+            tracing::trace!(%route, %method, status, "request");
+            this.requests
+                .get_or_create(&HttpLabels {
+                    route,
+                    method,
+                    status,
+                })
+                .inc();
+        }
+        Poll::Ready(result)
+    }
 }
 
 pub(crate) async fn render(state: AppState) -> Response {

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use baton_core::{Command, CommandError, Op, Output, Timestamp};
@@ -67,8 +68,8 @@ pub struct Node {
     raft: Raft<TypeConfig>,
     shared: Arc<SharedState>,
     keyring: baton_storage::Keyring,
-    /// The latest time this node stamped, so that stamps never go backwards.
-    last_stamp: Mutex<Timestamp>,
+    /// The latest time this node stamped (milliseconds), so that stamps never go backwards.
+    last_stamp: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
@@ -144,7 +145,7 @@ impl Node {
             raft,
             shared,
             keyring,
-            last_stamp: Mutex::new(Timestamp::default()),
+            last_stamp: AtomicU64::new(0),
         })
     }
 
@@ -164,12 +165,15 @@ impl Node {
 
     /// This node's clock, never earlier than a stamp it gave before.
     pub fn now(&self) -> Timestamp {
-        let mut last = self
-            .last_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *last = Timestamp::from_system_time(SystemTime::now()).max(*last);
-        *last
+        let now = Timestamp::from_system_time(SystemTime::now()).as_millis();
+        // Written only when the clock moved past the last stamp: readers on other threads then
+        // mostly share the value instead of taking turns owning it.
+        let last = self.last_stamp.load(Ordering::Acquire);
+        if now <= last {
+            return Timestamp::from_millis(last);
+        }
+        let last = self.last_stamp.fetch_max(now, Ordering::AcqRel);
+        Timestamp::from_millis(now.max(last))
     }
 
     /// Whether this node leads the cluster now.

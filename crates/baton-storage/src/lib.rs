@@ -51,6 +51,14 @@ const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 /// Key-value entries by key.
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 
+/// The memory redb may use to cache pages of the file (reads and pending writes).
+///
+/// redb's default (1 GiB) lets the cache grow with the file: every page written stays cached,
+/// so a node holding 10,000 credentials kept most of its file in memory. The whole applied
+/// state already lives in memory ([`SharedState`]), and the log is read back only for recent
+/// entries, so a small cache serves every read the node makes.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The store could not be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,10 +88,13 @@ pub struct Store {
 /// Opens (or creates) the store at `path` with `keys`, and loads the applied state.
 pub fn open(path: &Path, keys: &MasterKeys) -> Result<Store, OpenError> {
     let shown = path.display().to_string();
-    let db = Database::create(path).map_err(|source| OpenError::Database {
-        path: shown.clone(),
-        source,
-    })?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .map_err(|source| OpenError::Database {
+            path: shown.clone(),
+            source,
+        })?;
     let db = Arc::new(db);
     let corrupt = |message: String| OpenError::Corrupt {
         path: shown.clone(),

@@ -118,7 +118,7 @@ impl fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, String> {
         let nonce = random_nonce().map_err(|e| e.to_string())?;
         let sealed = self
             .cipher
@@ -131,7 +131,7 @@ impl Sealer {
         Ok(out)
     }
 
-    fn open<'a>(&self, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, String> {
+    pub(crate) fn open<'a>(&self, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, String> {
         match bytes.split_first() {
             Some((&MAGIC, rest)) if rest.len() >= NONCE_LEN => {
                 let (nonce, sealed) = rest.split_at(NONCE_LEN);

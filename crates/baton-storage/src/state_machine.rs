@@ -42,6 +42,19 @@ struct SnapshotData {
     auth: AuthState,
 }
 
+/// [`SnapshotData`] borrowed from the live state, to serialize it without a copy.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    applied: &'a Applied,
+    credentials: Vec<&'a Credential>,
+    leases: Vec<&'a Lease>,
+    kv: Vec<&'a KvEntry>,
+    auth: &'a AuthState,
+}
+
+/// A snapshot as kept in the store: its meta under `snapshot_meta` (JSON) and its data, as
+/// is, under `snapshot_data`. Stores written before kept both as one JSON document under
+/// `snapshot`, with the data as an array of numbers; that form is still read.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<u64, openraft::BasicNode>,
@@ -175,23 +188,34 @@ impl StateMachineStore {
     }
 
     fn snapshot_bytes(&self) -> Result<Vec<u8>, openraft::AnyError> {
-        let data = self.shared.read(|s| SnapshotData {
-            applied: self.applied.clone(),
-            credentials: s.credentials.values().cloned().collect(),
-            leases: s.leases.values().cloned().collect(),
-            kv: s.kv.values().cloned().collect(),
-            auth: s.auth.clone(),
-        });
-        serde_json::to_vec(&data).map_err(io_error)
+        // Serialized under the read lock, straight from the state: applying waits meanwhile,
+        // token reads do not.
+        self.shared.read(|s| {
+            let data = SnapshotRef {
+                applied: &self.applied,
+                credentials: s.credentials.values().collect(),
+                leases: s.leases.values().collect(),
+                kv: s.kv.values().collect(),
+                auth: &s.auth,
+            };
+            serde_json::to_vec(&data).map_err(io_error)
+        })
     }
 
     fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), openraft::AnyError> {
-        let bytes = self.sealer.encode(snapshot).map_err(io_error)?;
+        let meta = self.sealer.encode(&snapshot.meta).map_err(io_error)?;
+        let data = self.sealer.seal(&snapshot.data).map_err(io_error)?;
         let tx = self.db.begin_write().map_err(io_error)?;
-        tx.open_table(SM_META)
-            .map_err(io_error)?
-            .insert("snapshot", bytes.as_slice())
-            .map_err(io_error)?;
+        {
+            let mut table = tx.open_table(SM_META).map_err(io_error)?;
+            table
+                .insert("snapshot_meta", meta.as_slice())
+                .map_err(io_error)?;
+            table
+                .insert("snapshot_data", data.as_slice())
+                .map_err(io_error)?;
+            table.remove("snapshot").map_err(io_error)?;
+        }
         tx.commit().map_err(io_error)
     }
 
@@ -241,6 +265,19 @@ impl StateMachineStore {
     fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, openraft::AnyError> {
         let tx = self.db.begin_read().map_err(io_error)?;
         let table = tx.open_table(SM_META).map_err(io_error)?;
+        if let Some(meta) = table.get("snapshot_meta").map_err(io_error)? {
+            let meta = self.sealer.decode(meta.value()).map_err(io_error)?;
+            let data = table
+                .get("snapshot_data")
+                .map_err(io_error)?
+                .ok_or_else(|| io_error("the snapshot's meta is stored without its data"))?;
+            let data = self
+                .sealer
+                .open(data.value())
+                .map_err(io_error)?
+                .into_owned();
+            return Ok(Some(StoredSnapshot { meta, data }));
+        }
         let Some(value) = table.get("snapshot").map_err(io_error)? else {
             return Ok(None);
         };
