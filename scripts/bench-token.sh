@@ -5,7 +5,8 @@
 # What it measures
 #   1. Throughput of GET /v1/credentials/NAME/token on a release build of baton
 #      (one EdDSA jwt credential), with wrk: 32 keep-alive connections, 2 threads,
-#      DURATION seconds per round, ROUNDS rounds.
+#      DURATION seconds per round, ROUNDS rounds. Requests carry the root token, and
+#      the audit log is on (the default), so each read is authenticated and audited.
 #   2. Throughput of a Redis GET of a key holding the same token (same size),
 #      with redis-benchmark -t get -c 32 -q, -n sized for about DURATION seconds.
 #      Redis runs on loopback with no persistence (--save '' --appendonly no).
@@ -141,6 +142,10 @@ start_baton() {
         sleep 0.1
     done
     [[ -n "$BATON_ADDR" ]] || { cat "$dir/stderr.log" >&2; die "baton ($tag) did not log 'listening on' within 30 s"; }
+    # The root token baton wrote at its first start authenticates every request.
+    BATON_TOKEN=$(cat "$dir/data/root-token")
+    export BATON_TOKEN
+    AUTH="Authorization: Bearer $BATON_TOKEN"
     log "baton ($tag) pid $BATON_PID listening on $BATON_ADDR after $((SECONDS - t0)) s"
 }
 stop_pid() {
@@ -151,13 +156,13 @@ stop_pid() {
 # ---------------------------------------------------------------- throughput
 start_baton bench
 CRED=bench-token
-code=$(curl -sS -o "$WORK/put.json" -w '%{http_code}' -X PUT "$BATON_ADDR/v1/credentials/$CRED" \
+code=$(curl -sS -o "$WORK/put.json" -w '%{http_code}' -H "$AUTH" -X PUT "$BATON_ADDR/v1/credentials/$CRED" \
     -H 'content-type: application/json' \
     -d '{"issuer":{"kind":"jwt","algorithm":"EdDSA","key":"generate","claims":{"iss":"bench"}},"policy":{"lifetime":"1h"}}')
 [[ "$code" == 201 || "$code" == 200 ]] || { cat "$WORK/put.json" >&2; die "PUT credential: HTTP $code"; }
 t0=$(date +%s.%N)
 for _ in $(seq 1 3000); do
-    code=$(curl -s -o "$WORK/token.json" -w '%{http_code}' "$BATON_ADDR/v1/credentials/$CRED/token") || true
+    code=$(curl -s -o "$WORK/token.json" -w '%{http_code}' -H "$AUTH" "$BATON_ADDR/v1/credentials/$CRED/token") || true
     [[ "$code" == 200 ]] && break
     sleep 0.01
 done
@@ -192,7 +197,7 @@ redis_rps_of() { tr '\r' '\n' <"$1" | grep -o 'GET: [0-9.]* requests per second'
 rb() { redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -t get -c "$CONNS" -n "$1" -d "${#TOKEN}" -q; }
 
 # Warm up both, and size redis-benchmark -n for ~DURATION seconds.
-wrk -t "$THREADS" -c "$CONNS" -d 2s "$URL" >"$WORK/wrk-warmup.txt" 2>&1
+wrk -t "$THREADS" -c "$CONNS" -d 2s -H "$AUTH" "$URL" >"$WORK/wrk-warmup.txt" 2>&1
 rb 100000 >"$WORK/redis-warmup.txt" 2>&1
 warm_rps=$(redis_rps_of "$WORK/redis-warmup.txt")
 [[ -n "$warm_rps" ]] || { cat "$WORK/redis-warmup.txt" >&2; die "could not parse redis-benchmark output"; }
@@ -212,7 +217,7 @@ run_baton_round() {
         (sleep "$((DURATION / 2))"; top -b -n 2 -d 1 -w 200 >"$WORK/top-baton.txt" 2>&1) &
     fi
     s0=$(proc_ticks "$BATON_PID"); children_cpu; c0=$CHILD_CPU; t0=$(date +%s.%N)
-    wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --latency "$URL" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    wrk -t "$THREADS" -c "$CONNS" -d "${DURATION}s" --latency -H "$AUTH" "$URL" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
     t1=$(date +%s.%N); s1=$(proc_ticks "$BATON_PID"); children_cpu; c1=$CHILD_CPU
     local rps non2xx sockerr p50 p99
     rps=$(awk '/^Requests\/sec/ { print $2 }' "$out")

@@ -11,10 +11,18 @@
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
 import urllib.parse
+
+
+def headers(extra=None):
+    """The root token of the server (BATON_TOKEN), and `extra`."""
+    h = {"authorization": "Bearer " + os.environ["BATON_TOKEN"]}
+    h.update(extra or {})
+    return h
 
 
 def conn_for(addr):
@@ -51,7 +59,7 @@ def create(addr, count, kind, parallel=8):
             for attempt in range(3):
                 try:
                     c.request("PUT", "/v1/credentials/bench-%05d" % i, body=body,
-                              headers={"content-type": "application/json"})
+                              headers=headers({"content-type": "application/json"}))
                     r = c.getresponse()
                     data = r.read()
                     if r.status not in (200, 201):
@@ -81,7 +89,7 @@ def create(addr, count, kind, parallel=8):
 def get_json(addr, path):
     c = conn_for(addr)
     try:
-        c.request("GET", path)
+        c.request("GET", path, headers=headers())
         r = c.getresponse()
         return r.status, r.read()
     finally:
