@@ -130,7 +130,10 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 start_baton() {
     local tag=$1 dir="$WORK/$1" t0=$SECONDS
     mkdir -p "$dir/data"
-    "$BATON_BIN" serve --listen 127.0.0.1:0 --data-dir "$dir/data" \
+    # Creating 10,000 credentials is a burst of writes well above the default per-token
+    # write rate limit: lift it for the benchmark.
+    printf '[auth]\nwrite_rate = 1000000\nwrite_burst = 1000000\n' >"$dir/baton.toml"
+    "$BATON_BIN" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --config "$dir/baton.toml" \
         >"$dir/stdout.log" 2>"$dir/stderr.log" &
     BATON_PID=$!
     PIDS+=("$BATON_PID")

@@ -2,13 +2,15 @@
 //!
 //! A line holds the time, the principal (a token's accessor or a certificate's subject), the
 //! action (method and route), the target name, the outcome (the HTTP status) and the revision
-//! after the request. It never holds a token, a body or a header. The file is opened for
-//! appending at every line, so that it can be rotated by moving it away.
+//! after the request. It never holds a token, a body or a header. The file stays open for
+//! appending while it is the file at the configured path; once it has been moved away (a
+//! rotation), the next line opens a new one there.
 
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use baton_core::Timestamp;
 use serde_json::json;
@@ -27,14 +29,16 @@ pub(crate) struct AuditLine {
 #[derive(Debug)]
 pub(crate) struct Audit {
     path: Option<PathBuf>,
+    /// The file open at `path`, and its device and inode, to notice when it was moved.
+    open: Mutex<Option<(Arc<File>, u64, u64)>>,
     /// Lines are written whole, one at a time.
     lock: Mutex<()>,
 }
 
-/// An audit file opened for one line.
+/// The audit file, ready for one line.
 #[derive(Debug)]
 pub(crate) struct Sink<'a> {
-    file: File,
+    file: Arc<File>,
     audit: &'a Audit,
 }
 
@@ -42,6 +46,7 @@ impl Audit {
     pub(crate) fn new(path: Option<PathBuf>) -> Self {
         Audit {
             path,
+            open: Mutex::new(None),
             lock: Mutex::new(()),
         }
     }
@@ -50,23 +55,36 @@ impl Audit {
         self.path.is_none()
     }
 
-    /// Opens the file for appending (created with mode 0600); None when auditing is off.
+    /// The file for appending (created with mode 0600), opened again when the one open is no
+    /// longer the file at the path; None when auditing is off.
     pub(crate) fn open(&self) -> std::io::Result<Option<Sink<'_>>> {
         let Some(path) = &self.path else {
             return Ok(None);
         };
+        let at_path = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((file, dev, ino)) = open.as_ref() {
+            if at_path == Some((*dev, *ino)) {
+                return Ok(Some(Sink {
+                    file: file.clone(),
+                    audit: self,
+                }));
+            }
+        }
         let mut options = std::fs::OpenOptions::new();
         options.create(true).append(true);
-        #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(path)?;
+        let meta = file.metadata()?;
+        let file = Arc::new(file);
+        *open = Some((file.clone(), meta.dev(), meta.ino()));
         Ok(Some(Sink { file, audit: self }))
     }
 }
 
 impl Sink<'_> {
     pub(crate) fn write(
-        mut self,
+        self,
         line: &AuditLine,
         time: Timestamp,
         status: u16,
@@ -92,7 +110,8 @@ impl Sink<'_> {
             .lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.file.write_all(text.as_bytes())?;
-        self.file.flush()
+        let mut file: &File = &self.file;
+        file.write_all(text.as_bytes())?;
+        file.flush()
     }
 }

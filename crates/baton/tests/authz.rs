@@ -465,6 +465,14 @@ async fn audit_lines_name_the_accessor_and_never_a_token() {
             "the server log holds a secret"
         );
     }
+
+    // Rotation by moving the file away: the next line starts a new file at the path.
+    let log = dir.path().join("data/audit.log");
+    std::fs::rename(&log, dir.path().join("data/audit.log.1")).unwrap();
+    common::token(&http_with(&worker), url, "cred-a").await;
+    let text = std::fs::read_to_string(&log).expect("a new audit file");
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(accessor.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread")]
