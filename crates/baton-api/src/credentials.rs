@@ -60,10 +60,23 @@ pub async fn put_credential(
 
 pub(crate) async fn put(
     state: AppState,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
     Name(name): Name,
     JsonBody(req): JsonBody<CredentialRequest>,
 ) -> Result<Response, ApiError> {
     let app = state.0;
+    // A command to run, or a reference to the server's environment or files, acts with the
+    // server's authority: only an admin may write one.
+    let admin = |p: &crate::auth::Principal| p.allows(baton_core::Capability::Admin, &name);
+    if req.issuer.uses_server_authority() && principal.as_ref().is_some_and(|p| !admin(p)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "an exec issuer, or a secret read from the server's environment or files \
+             ({\"env\": …}, {\"file\": …}), needs the admin capability: it acts with the \
+             server's own authority",
+        ));
+    }
     let committed = put_credential(&app.node, &name, req).await?;
     let status = match committed.output {
         Output::Put { created: true, .. } => StatusCode::CREATED,

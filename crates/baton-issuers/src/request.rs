@@ -20,6 +20,23 @@ pub enum IssuerRequest {
     Exec(ExecRequest),
 }
 
+impl IssuerRequest {
+    /// Whether the issuer acts with the server's own authority: it runs a command (`exec`), or
+    /// reads a secret from the server's environment or files (`{"env"}`, `{"file"}`). Writing
+    /// such a credential is as powerful as the server itself.
+    pub fn uses_server_authority(&self) -> bool {
+        let outside = |s: &SecretSource| !matches!(s, SecretSource::Inline(_));
+        match self {
+            IssuerRequest::Jwt(req) => {
+                !matches!(req.key, KeyRequest::Generate | KeyRequest::Pem(_))
+            }
+            IssuerRequest::Static(req) => outside(&req.token),
+            IssuerRequest::OAuth2(req) => outside(&req.client_secret),
+            IssuerRequest::Exec(_) => true,
+        }
+    }
+}
+
 /// A JWT signed by baton. Every field may be left out.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -573,3 +573,66 @@ async fn metrics_are_open_only_when_configured() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Regression: `write` on a name let its holder read any file or variable of the server
+/// (`{"file"}` / `{"env"}` secrets, then its own token read) and run commands (`exec`), which
+/// made `write` worth as much as root. Those need `admin` now.
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_an_issuer_with_the_servers_authority_needs_admin() {
+    let dir = temp_dir();
+    let server = start(dir.path(), "");
+    let (url, root) = (server.url.as_str(), server.http());
+    let (worker, _) = create_token(&root, url, "worker-a", None).await;
+    let worker = http_with(&worker);
+    let root_token_file = dir.path().join("data/root-token");
+    let marker = dir.path().join("ran");
+    let specs = [
+        json!({"issuer": {"kind": "static", "token": {"file": root_token_file}}}),
+        json!({"issuer": {"kind": "static", "token": {"env": "PATH"}}}),
+        json!({"issuer": {"kind": "jwt", "key": {"file": root_token_file}}}),
+        json!({"issuer": {"kind": "oauth2", "token_url": "http://127.0.0.1:1/token",
+                          "client_id": "x", "client_secret": {"file": root_token_file}}}),
+        json!({"issuer": {"kind": "exec",
+                          "command": ["/bin/sh", "-c", format!("touch {}", marker.display())]}}),
+    ];
+    for spec in &specs {
+        let (status, _, body) = send(
+            &worker,
+            url,
+            Method::PUT,
+            "/v1/credentials/cred-a-x",
+            Some(spec),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{spec}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("admin"),
+            "{body}"
+        );
+    }
+    let (status, _, _) = send(&root, url, Method::GET, "/v1/credentials/cred-a-x", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nothing was written");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!marker.exists(), "the command ran");
+
+    // Inline secrets stay a worker's to write; root may use references.
+    let inline = json!({"issuer": {"kind": "static", "token": "inline-value"}});
+    let (status, _, body) = send(
+        &worker,
+        url,
+        Method::PUT,
+        "/v1/credentials/cred-a-x",
+        Some(&inline),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+    let (status, _, body) = send(
+        &root,
+        url,
+        Method::PUT,
+        "/v1/credentials/cred-b-x",
+        Some(&specs[1]),
+    )
+    .await;
+    assert!(status.is_success(), "{body}");
+}
