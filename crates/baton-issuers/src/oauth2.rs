@@ -116,6 +116,8 @@ fn client() -> &'static reqwest::Client {
 /// Requests one token.
 pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueError> {
     let secret = resolve_ref(&spec.client_secret)?;
+    // Every form the secret is sent in, to cut out of what the endpoint answers.
+    let mut sent = vec![secret.clone(), Secret::new(encode(secret.expose()))];
     let mut request = client()
         .post(&spec.token_url)
         .timeout(spec.timeout.as_std())
@@ -128,8 +130,9 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
             encode(&spec.client_id),
             encode(secret.expose())
         ));
-        let basic = base64::engine::general_purpose::STANDARD.encode(pair.as_bytes());
-        request = request.header("authorization", format!("Basic {basic}"));
+        let basic = Secret::new(base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()));
+        request = request.header("authorization", format!("Basic {}", basic.expose()));
+        sent.push(basic);
     }
     let body = form_body(spec, &secret);
 
@@ -155,7 +158,7 @@ pub(crate) async fn issue(spec: &OAuth2Spec) -> Result<(Secret, Said), IssueErro
         .and_then(parse_retry_after);
     let answer = read_limited(response).await.map_err(|()| unknown())?;
 
-    let detail = crate::source::redact(&oauth_error(&answer), std::slice::from_ref(&secret));
+    let detail = oauth_error(&answer, &sent);
     if status.is_redirection() {
         return Err(IssueError::Status {
             status: status.as_u16(),
@@ -237,18 +240,14 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// `: invalid_client (bad secret)` from an RFC 6749 §5.2 error answer; empty otherwise. Only
 /// these two fields are shown, cleaned and shortened, never the rest of the body.
-fn oauth_error(answer: &[u8]) -> String {
+fn oauth_error(answer: &[u8], secrets: &[Secret]) -> String {
     let Ok(json) = serde_json::from_slice::<Value>(answer) else {
         return String::new();
     };
+    // The secrets are cut out before anything is shortened, so that no part of one is left.
     let clean = |v: &Value| -> Option<String> {
-        let text: String = v
-            .as_str()?
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect();
-        Some(text)
+        let text = crate::source::redact(v.as_str()?, secrets);
+        Some(text.chars().filter(|c| !c.is_control()).take(200).collect())
     };
     match (clean(&json["error"]), clean(&json["error_description"])) {
         (Some(code), Some(description)) => format!(": {code} ({description})"),
@@ -299,7 +298,14 @@ mod tests {
     #[test]
     fn only_the_oauth_error_fields_are_shown() {
         let body = br#"{"error":"invalid_client","error_description":"bad\nsecret","x":"s3cr3t"}"#;
-        assert_eq!(oauth_error(body), ": invalid_client (badsecret)");
-        assert_eq!(oauth_error(b"<html>s3cr3t</html>"), "");
+        assert_eq!(oauth_error(body, &[]), ": invalid_client (badsecret)");
+        assert_eq!(oauth_error(b"<html>s3cr3t</html>", &[]), "");
+        let echo =
+            br#"{"error":"invalid_client","error_description":"got Basic ZmxlZXQ6czNjcjN0"}"#;
+        let sent = [Secret::new("ZmxlZXQ6czNjcjN0")];
+        assert_eq!(
+            oauth_error(echo, &sent),
+            ": invalid_client (got Basic [redacted])"
+        );
     }
 }
