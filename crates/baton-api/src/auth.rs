@@ -218,6 +218,16 @@ fn token_principal(
 
 /// The caller of a request: its bearer token if it sent one, else its mapped certificate.
 fn authenticate(app: &crate::App, req: &Request) -> Result<Principal, Unauthenticated> {
+    // Two headers could be read differently by a proxy and by baton: refuse the request.
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err("send one Authorization header, not several");
+    }
     let bearer = match req.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(value) => {

@@ -636,3 +636,24 @@ async fn writing_an_issuer_with_the_servers_authority_needs_admin() {
     .await;
     assert!(status.is_success(), "{body}");
 }
+
+/// Regression: with two Authorization headers the first one won, so a proxy that checks the
+/// last one and baton could disagree about who is asking.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_authorization_headers_are_refused() {
+    let dir = temp_dir();
+    let server = start(dir.path(), "");
+    let (url, root) = (server.url.as_str(), server.http());
+    common::put_credential(&root, url, "cred-b", jwt_spec()).await;
+    let (worker, _) = create_token(&root, url, "worker-a", None).await;
+    for (first, second) in [(&worker, &server.root_token), (&server.root_token, &worker)] {
+        let resp = common::http()
+            .get(format!("{url}/v1/credentials/cred-b/token"))
+            .header("authorization", format!("Bearer {first}"))
+            .header("authorization", format!("Bearer {second}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+}
