@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// told to stop this much (and a margin) before their TTL ends.
     #[arg(long, value_name = "DURATION")]
     pub max_clock_skew: Option<String>,
+    /// Create a new root token and write it to DATA_DIR/root-token, even if admin tokens
+    /// exist: the way back in when every admin token is lost.
+    #[arg(long)]
+    pub new_root_token: bool,
     /// PEM certificate (then its chain) to serve the API over HTTPS; needs --tls-key.
     /// Reloaded on SIGHUP.
     #[arg(long, value_name = "FILE")]

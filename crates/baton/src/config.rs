@@ -161,6 +161,8 @@ pub struct ServeConfig {
     pub engine: EngineConfig,
     pub master_key_file: Option<PathBuf>,
     pub previous_master_key_file: Option<PathBuf>,
+    /// `--new-root-token`: make a root token whatever tokens exist.
+    pub new_root_token: bool,
     /// `None`: plain HTTP.
     pub tls: Option<TlsSettings>,
     /// Access policies applied at start, by name.
@@ -219,6 +221,7 @@ impl ServeConfig {
             data_dir,
             max_clock_skew,
             credentials: raw.credentials,
+            new_root_token: args.new_root_token,
             master_key_file: raw.master_key_file,
             previous_master_key_file: raw.previous_master_key_file,
         })

@@ -76,7 +76,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
             .with_context(|| format!("the config file's access policy `{name}` was not applied"))?;
     }
-    ensure_root_token(&node, &config.data_dir).await?;
+    ensure_root_token(&node, &config.data_dir, config.new_root_token).await?;
     if let Some(path) = &config.auth.audit_log {
         tracing::info!(path = %path.display(), required = config.auth.audit_required, "audit log");
     }
@@ -151,10 +151,20 @@ fn reload_on_sighup(resolver: Arc<CertResolver>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// At first start (no access token in the state), creates a root token and writes it to
-/// `DATA_DIR/root-token` with mode 0600. The token itself is never logged.
-async fn ensure_root_token(node: &Node, data_dir: &Path) -> anyhow::Result<()> {
-    if node.state().read(|s| !s.auth.tokens.is_empty()) {
+/// When no live token can administer baton (a first start, or every admin token revoked or
+/// expired), or when `forced`, creates a root token and writes it to `DATA_DIR/root-token`
+/// with mode 0600. The token itself is never logged.
+async fn ensure_root_token(node: &Node, data_dir: &Path, forced: bool) -> anyhow::Result<()> {
+    let now = node.now();
+    let admin_exists = node.state().read(|s| {
+        s.auth.tokens.values().any(|t| {
+            !t.is_expired(now)
+                && s.auth
+                    .policy(&t.policy)
+                    .is_some_and(|p| p.allows(baton_core::Capability::Admin, "*"))
+        })
+    });
+    if admin_exists && !forced {
         return Ok(());
     }
     let created = baton_api::create_token(node, ROOT_POLICY, None, "root")

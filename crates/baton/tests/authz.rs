@@ -657,3 +657,60 @@ async fn two_authorization_headers_are_refused() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+/// Regression: with the root token revoked and only an expired admin token left, no start
+/// made a new root token, and nobody could administer the data again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_root_token_is_made_when_no_live_admin_token_is_left() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data);
+    let (url, root) = (server.url.clone(), server.http());
+    create_token(&root, &url, "root", Some("1s")).await;
+    let (_, _, tokens) = send(&root, &url, Method::GET, "/v1/auth/tokens", None).await;
+    let root_accessor = tokens["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["display_name"] == "root")
+        .and_then(|t| t["accessor"].as_str())
+        .expect("the root token is listed")
+        .to_owned();
+    let path = format!("/v1/auth/tokens/{root_accessor}");
+    let (status, _, body) = send(&root, &url, Method::DELETE, &path, None).await;
+    assert!(status.is_success(), "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    server.kill9();
+
+    let again = Server::start(&data);
+    assert!(
+        again.logs().contains("created a root token"),
+        "{}",
+        again.logs()
+    );
+    assert_ne!(again.root_token, server.root_token);
+    let (status, _, _) = send(
+        &again.http(),
+        &again.url,
+        Method::GET,
+        "/v1/auth/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = again.root_token.clone();
+    drop(again);
+
+    // `--new-root-token` makes one whatever tokens exist.
+    let forced = Server::start_with(&data, &["--new-root-token"], &[]);
+    assert_ne!(forced.root_token, first);
+    let (status, _, _) = send(
+        &forced.http(),
+        &forced.url,
+        Method::GET,
+        "/v1/auth/tokens",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
