@@ -85,10 +85,14 @@ impl Node {
     /// Opens the store in `config.data_dir`, starts openraft, and on first start initializes a
     /// one-voter membership. Returns once this node leads.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        // Readable by the server's user only, when baton creates it.
+        let mut dir = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(dir.recursive(true), 0o700);
+        dir.create(&config.data_dir)
+            .map_err(|source| StartError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
         let store = baton_storage::open(&config.data_dir.join("baton.redb"), &config.master_keys)?;
         let (log_store, state_machine, shared) = (store.log, store.state_machine, store.shared);
         let keyring = store.keyring;

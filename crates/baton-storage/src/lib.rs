@@ -88,6 +88,7 @@ pub struct Store {
 /// Opens (or creates) the store at `path` with `keys`, and loads the applied state.
 pub fn open(path: &Path, keys: &MasterKeys) -> Result<Store, OpenError> {
     let shown = path.display().to_string();
+    let is_new = !path.exists();
     let db = Database::builder()
         .set_cache_size(CACHE_BYTES)
         .create(path)
@@ -95,6 +96,11 @@ pub fn open(path: &Path, keys: &MasterKeys) -> Result<Store, OpenError> {
             path: shown.clone(),
             source,
         })?;
+    if is_new {
+        // The file holds sealed values only, but nobody else needs to read it.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
     let db = Arc::new(db);
     let corrupt = |message: String| OpenError::Corrupt {
         path: shown.clone(),

@@ -122,7 +122,21 @@ fn access_token(base: &str) -> anyhow::Result<Option<baton_core::Secret>> {
     }
 }
 
-/// Whether a base URL names this machine.
+/// An error and its causes on one line: a TLS failure says why the handshake failed.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let shown = cause.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn is_loopback(base: &str) -> bool {
     let rest = base.split_once("://").map_or(base, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or("");
@@ -148,8 +162,10 @@ impl Client {
     async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = req.send().await.map_err(|e| {
             anyhow!(
-                "cannot reach baton at {}: {e}\n(is `baton serve` running? set BATON_ADDR or --addr)",
-                self.base
+                "cannot reach baton at {}: {}\n(is `baton serve` running? set BATON_ADDR or \
+                 --addr; for HTTPS, --ca-cert and, with client certificates, --client-cert)",
+                self.base,
+                error_chain(&e)
             )
         })?;
         let status = resp.status();

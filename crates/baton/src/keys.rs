@@ -68,9 +68,13 @@ fn read(path: &Path) -> anyhow::Result<MasterKey> {
 
 /// Writes a new key to `path`, readable by its owner only.
 fn generate(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let key = MasterKey::generate()?;
     let mut file = std::fs::OpenOptions::new()

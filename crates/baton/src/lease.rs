@@ -174,7 +174,7 @@ impl LeaseClient {
     ) -> Result<Value, LeaseError> {
         let unreachable = |e: reqwest::Error| LeaseError::Unreachable {
             base: self.base.clone(),
-            reason: e.to_string(),
+            reason: crate::client::error_chain(&e),
         };
         let resp = req.timeout(timeout).send().await.map_err(unreachable)?;
         let status = resp.status();

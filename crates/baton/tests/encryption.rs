@@ -59,6 +59,10 @@ async fn secrets_are_sealed_and_the_master_key_rotates_on_sighup() {
         server.logs()
     );
     let first_key = std::fs::read_to_string(&key_file).unwrap();
+    // The data directory and the database are the server user's alone.
+    let mode_of = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode_of(&data), 0o700);
+    assert_eq!(mode_of(&data.join("baton.redb")), 0o600);
     assert!(
         !server.logs().contains(first_key.trim()),
         "the key was logged"
