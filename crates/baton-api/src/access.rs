@@ -104,13 +104,22 @@ pub(crate) async fn create(
     state: AppState,
     JsonBody(req): JsonBody<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    if req.ttl == Some(Secs::ZERO) {
+    if req
+        .ttl
+        .is_some_and(|t| t == Secs::ZERO || t > baton_core::Policy::MAX_DURATION)
+    {
         return Err(ApiError::bad_request(
             "invalid_ttl",
-            "ttl must be at least 1s",
+            "ttl must lie within [1s, 10 years]; leave it out for a token that does not expire",
         ));
     }
     let name = req.display_name.unwrap_or_default();
+    if name.len() > 256 {
+        return Err(ApiError::bad_request(
+            "invalid_display_name",
+            "display_name is at most 256 bytes",
+        ));
+    }
     let created = create_token(&state.0.node, &req.policy, req.ttl, &name).await?;
     let expires_at = match created.committed.output {
         Output::TokenCreated { expires_at } => expires_at.map(|t| t.to_string()),

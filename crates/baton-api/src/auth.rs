@@ -343,11 +343,19 @@ pub(crate) async fn guard(state: AppState, req: Request, next: Next) -> Response
                 let refused = ApiError::new(
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    format!(
-                        "policy `{}` does not grant {} on `{target}`",
-                        p.policy_name,
-                        names.join(" or ")
-                    ),
+                    if target.is_empty() {
+                        format!(
+                            "policy `{}` does not grant {}",
+                            p.policy_name,
+                            names.join(" or ")
+                        )
+                    } else {
+                        format!(
+                            "policy `{}` does not grant {} on `{target}`",
+                            p.policy_name,
+                            names.join(" or ")
+                        )
+                    },
                 )
                 .into_response();
                 return finish(&app, audited, &audit, None, refused);

@@ -102,7 +102,7 @@ impl Remote {
 /// address), the root token it wrote to its data directory (`BATON_DATA_DIR`, or
 /// `./baton-data`). None: send no token.
 fn access_token(base: &str) -> anyhow::Result<Option<baton_core::Secret>> {
-    if let Some(token) = std::env::var_os("BATON_TOKEN") {
+    if let Some(token) = std::env::var_os("BATON_TOKEN").filter(|t| !t.is_empty()) {
         let token = token
             .into_string()
             .map_err(|_| anyhow!("BATON_TOKEN is not valid UTF-8"))?;

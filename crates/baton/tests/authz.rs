@@ -714,3 +714,21 @@ async fn a_new_root_token_is_made_when_no_live_admin_token_is_left() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Regression: a TTL of 999999999999d was accepted and expired "at" u64::MAX milliseconds; a
+/// display name of 100 KB was stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_creation_refuses_absurd_ttls_and_names() {
+    let dir = temp_dir();
+    let server = start(dir.path(), "");
+    let (url, root) = (server.url.as_str(), server.http());
+    for body in [
+        json!({"policy": "worker-a", "ttl": "999999999999d"}),
+        json!({"policy": "worker-a", "ttl": "0s"}),
+        json!({"policy": "worker-a", "display_name": "x".repeat(100_000)}),
+    ] {
+        let (status, _, answer) =
+            send(&root, url, Method::POST, "/v1/auth/tokens", Some(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+}
