@@ -124,6 +124,12 @@ impl AccessPolicy {
                     rule.pattern
                 )));
             }
+            if rule.capabilities.contains(&Capability::Admin) && rule.pattern != "*" {
+                return Err(CommandError::InvalidAccessPolicy(format!(
+                    "the rule for `{}` grants admin, which only a rule for `*` can grant",
+                    rule.pattern
+                )));
+            }
         }
         Ok(())
     }
@@ -288,6 +294,9 @@ mod tests {
         assert!(p.allows(Capability::ReadToken, "abc"));
         assert!(!p.allows(Capability::ReadToken, "b"));
         assert!(AccessPolicy::root().allows(Capability::Admin, ""));
+        // Such a rule is refused when written, so that nobody believes it grants admin.
+        assert!(p.validate().is_err());
+        assert!(AccessPolicy::root().validate().is_ok());
     }
 
     #[test]

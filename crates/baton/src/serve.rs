@@ -77,6 +77,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("the config file's access policy `{name}` was not applied"))?;
     }
     ensure_root_token(&node, &config.data_dir, config.new_root_token).await?;
+    for (subject, policy) in &config.auth.certificates {
+        if node.state().read(|s| s.auth.policy(policy).is_none()) {
+            tracing::warn!(%subject, %policy,
+                "a certificate subject maps to an access policy that does not exist; it can do \
+                 nothing until the policy is created");
+        }
+    }
     if let Some(path) = &config.auth.audit_log {
         tracing::info!(path = %path.display(), required = config.auth.audit_required, "audit log");
     }
