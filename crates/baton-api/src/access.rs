@@ -132,7 +132,15 @@ pub(crate) async fn create(
         "expires_at": expires_at,
         "revision": created.committed.revision,
     });
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    // The audit line names the token made (by its accessor, never the token) and its policy.
+    response
+        .extensions_mut()
+        .insert(crate::audit::AuditTarget(format!(
+            "{} (policy {})",
+            created.accessor, req.policy
+        )));
+    Ok(response)
 }
 
 pub(crate) async fn list_tokens(state: AppState) -> Json<Value> {

@@ -25,6 +25,10 @@ pub(crate) struct AuditLine {
     pub target: String,
 }
 
+/// A target a handler names for the audit line when the path has none (a token it created).
+#[derive(Clone, Debug)]
+pub(crate) struct AuditTarget(pub String);
+
 /// Where lines go.
 #[derive(Debug)]
 pub(crate) struct Audit {

@@ -427,6 +427,18 @@ fn finish(
             s.ok_or_else(|| std::io::Error::other("the audit log is not configured"))
         }),
     };
+    let named;
+    let line = match response.extensions().get::<crate::audit::AuditTarget>() {
+        Some(target) if line.target.is_empty() => {
+            named = AuditLine {
+                principal: line.principal.clone(),
+                action: line.action.clone(),
+                target: target.0.clone(),
+            };
+            &named
+        }
+        _ => line,
+    };
     let written = sink.and_then(|sink| {
         sink.write(
             line,

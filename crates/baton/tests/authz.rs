@@ -453,7 +453,13 @@ async fn audit_lines_name_the_accessor_and_never_a_token() {
     assert!(lines
         .iter()
         .any(|l| l["action"] == "PUT /v1/credentials/{name}" && l["outcome"] == 201));
-    assert!(lines.iter().any(|l| l["action"] == "POST /v1/auth/tokens"));
+    let created = format!("{accessor} (policy worker-a)");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "POST /v1/auth/tokens" && l["target"] == created.as_str()),
+        "the creation's line names the token's accessor and policy: {text}"
+    );
     for secret in [
         worker.as_str(),
         server.root_token.as_str(),
