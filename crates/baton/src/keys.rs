@@ -46,6 +46,14 @@ pub fn load(
         let path = file.map_or_else(|| data_dir.join("master-key"), Path::to_owned);
         let generated = file.is_none() && !path.exists();
         if generated {
+            // A store that exists already was sealed with a key that is not here: making a
+            // new one would only leave a useless key file behind.
+            anyhow::ensure!(
+                !data_dir.join("baton.redb").exists(),
+                "{} holds data but no master-key file: give its master key with {ENV} or \
+                 master_key_file",
+                data_dir.display()
+            );
             generate(&path)?;
         }
         (read(&path)?, Source::File { path, generated })

@@ -153,6 +153,21 @@ async fn a_master_key_from_the_environment_is_used_and_never_written() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "another key must not open the data");
+
+    // Without the key at all, baton says so and leaves no key file of its own behind.
+    let out = std::process::Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("BATON_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no master-key file"), "{stderr}");
+    assert!(
+        !data.join("master-key").exists(),
+        "a stray key file was generated"
+    );
 }
 
 /// A token endpoint that hands out one fixed access token, for the oauth2 credential below.
