@@ -100,6 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let app = baton_api::router(engine, api);
 
+    let shutdown = shutdown_signal();
     match tls {
         None => {
             tracing::info!(
@@ -107,7 +108,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 env!("CARGO_PKG_VERSION")
             );
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await
                 .context("the HTTP server failed")?;
         }
@@ -124,7 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 "baton {} listening on https://{addr}",
                 env!("CARGO_PKG_VERSION")
             );
-            crate::tls::serve(listener, app, tls.config, shutdown_signal()).await;
+            crate::tls::serve(listener, app, tls.config, shutdown).await;
         }
     }
 
@@ -241,30 +242,33 @@ async fn rotate_master_key_on_sighup(node: Arc<Node>, source: crate::keys::Sourc
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// The next delivery of `signal`; never, when it could not be listened for.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
+        None => std::future::pending::<()>().await,
+    }
+}
 
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
+/// Resolves on SIGINT or SIGTERM. Both are listened for from the moment this is called, so a
+/// signal sent as soon as the server says it listens is never missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for {name}");
+            None
+        }
+    };
+    let mut int = listen(SignalKind::interrupt(), "SIGINT");
+    let mut term = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        tokio::select! {
+            () = received(int.as_mut()) => tracing::info!("SIGINT received, shutting down"),
+            () = received(term.as_mut()) => tracing::info!("SIGTERM received, shutting down"),
+        }
     }
 }

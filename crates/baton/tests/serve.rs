@@ -181,3 +181,14 @@ async fn a_manual_rotation_makes_a_new_version_and_etag_follows_it() {
     assert_eq!(second["version"], 2);
     assert_ne!(second["token"], first["token"]);
 }
+
+/// Regression: SIGTERM sent as soon as the server logged "listening" could arrive before its
+/// handler was installed, and killed it without a clean stop.
+#[test]
+fn sigterm_right_after_listening_stops_cleanly() {
+    for _ in 0..5 {
+        let dir = common::temp_dir();
+        let mut server = common::Server::start(&dir.path().join("data"));
+        assert!(server.terminate(), "not a clean stop:\n{}", server.logs());
+    }
+}
