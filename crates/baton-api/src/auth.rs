@@ -126,6 +126,7 @@ fn need_of(route: Option<&str>, method: &Method, metrics_open: bool) -> Need {
         r if r.starts_with("/v1/leases/") => Need::Any(&[Lease]),
         r if r.starts_with("/v1/kv/") => Need::Any(&[Kv]),
         r if r.starts_with("/v1/auth/") => Need::Any(&[Admin]),
+        r if r.starts_with("/v1/cluster/") => Need::Any(&[Admin]),
         _ => Need::Authenticated,
     }
 }

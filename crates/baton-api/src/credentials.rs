@@ -152,18 +152,44 @@ pub(crate) async fn delete(
     }
 }
 
-pub(crate) async fn rotate(
-    state: AppState,
-    Name(name): Name,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let rotated = state.0.engine.rotate_now(&name).await?;
-    Ok(Json(json!({
+/// Rotates on the leader's engine: here when this node leads, else forwarded to the leader.
+pub(crate) async fn rotate(state: AppState, Name(name): Name) -> Result<Response, ApiError> {
+    let app = state.0;
+    if app.node.is_leader() {
+        let rotated = rotate_here(&app.engine, &name).await?;
+        return Ok(Json(rotated).into_response());
+    }
+    let (status, body) = app.node.rotate_on_leader(&name).await?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    Ok((status, Json(body)).into_response())
+}
+
+async fn rotate_here(
+    engine: &baton_engine::Engine,
+    name: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let rotated = engine.rotate_now(name).await?;
+    Ok(json!({
         "version": rotated.version,
         "fence": rotated.fence,
         "not_before": rotated.not_before.to_string(),
         "expires_at": rotated.expires_at.to_string(),
         "revision": rotated.revision,
-    })))
+    }))
+}
+
+/// What a rotation forwarded by another node runs: the same rotation, answered as the
+/// status and JSON body the API would send.
+pub(crate) fn rotate_handler(engine: baton_engine::Engine) -> baton_raft::RotateHandler {
+    std::sync::Arc::new(move |name: String| {
+        let engine = engine.clone();
+        Box::pin(async move {
+            match rotate_here(&engine, &name).await {
+                Ok(body) => (200, body),
+                Err(e) => (e.status.as_u16(), e.body()),
+            }
+        })
+    })
 }
 
 pub(crate) async fn jwks(state: AppState, Name(name): Name) -> Result<Response, ApiError> {

@@ -63,15 +63,22 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The JSON body of the error's response.
+    pub fn body(&self) -> serde_json::Value {
         let mut error = json!({ "code": self.code, "message": self.message });
         if let (Some(serde_json::Value::Object(extra)), Some(obj)) =
-            (self.details, error.as_object_mut())
+            (self.details.clone(), error.as_object_mut())
         {
             obj.extend(extra);
         }
-        let body = json!({ "error": error });
+        json!({ "error": error })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -112,6 +119,11 @@ impl From<ProposeError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_leader", e.to_string())
                     .retry_after(1)
             }
+            ProposeError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                    .retry_after(1)
+            }
+            ProposeError::Invalid(message) => ApiError::bad_request("invalid_request", message),
             other => ApiError::internal("the write could not be replicated", other),
         }
     }

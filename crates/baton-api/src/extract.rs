@@ -66,3 +66,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Name {
         Ok(Name(name))
     }
 }
+
+/// Honours `?consistency=` on a read: `local` (the default) reads this node's applied state as
+/// it is; `linearizable` first asks the leader what is committed and waits until this node has
+/// applied it, so that the read sees every write acknowledged before it began.
+pub(crate) async fn consistency(app: &crate::App, query: Option<&str>) -> Result<(), ApiError> {
+    let pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for (key, value) in pairs {
+        if key != "consistency" {
+            continue;
+        }
+        return match value.as_ref() {
+            "local" => Ok(()),
+            "linearizable" => app.node.read_index().await.map(|_| ()).map_err(Into::into),
+            other => Err(ApiError::bad_request(
+                "invalid_consistency",
+                format!("consistency: `{other}` is neither `local` nor `linearizable`"),
+            )),
+        };
+    }
+    Ok(())
+}

@@ -56,7 +56,12 @@ pub(crate) async fn put(
     ))
 }
 
-pub(crate) async fn get(state: AppState, Name(key): Name) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get(
+    state: AppState,
+    Name(key): Name,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    crate::extract::consistency(&state.0, query.as_deref()).await?;
     let node = &state.0.node;
     let now = node.now();
     let found = node.state().read(|s| {

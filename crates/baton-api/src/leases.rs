@@ -250,6 +250,7 @@ pub(crate) async fn observe(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let app = state.0;
+    crate::extract::consistency(&app, query.as_deref()).await?;
     let mut wait = Duration::ZERO;
     let mut after = None;
     for pair in query

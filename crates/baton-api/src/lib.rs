@@ -11,6 +11,7 @@
 mod access;
 mod audit;
 mod auth;
+mod cluster;
 mod credentials;
 mod error;
 mod extract;
@@ -53,10 +54,13 @@ mod route {
     pub(crate) const RENEW: &str = "/v1/leases/{name}/renew";
     pub(crate) const RELEASE: &str = "/v1/leases/{name}/release";
     pub(crate) const KV: &str = "/v1/kv/{name}";
+    pub(crate) const CLUSTER_JOIN: &str = "/v1/cluster/join";
+    pub(crate) const CLUSTER_MEMBER: &str = "/v1/cluster/members/{name}";
+    pub(crate) const CLUSTER_STATUS: &str = "/v1/cluster/status";
 }
 
 /// Every route pattern, most requested first.
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 15] = [
     route::TOKEN,
     route::JWKS,
     route::LEASE,
@@ -69,6 +73,9 @@ const ROUTES: [&str; 12] = [
     route::ROTATE,
     route::HEALTHZ,
     route::METRICS,
+    route::CLUSTER_STATUS,
+    route::CLUSTER_JOIN,
+    route::CLUSTER_MEMBER,
 ];
 
 /// Tunables of the API.
@@ -112,6 +119,9 @@ type AppState = axum::extract::State<Arc<App>>;
 
 /// The whole API as an axum router.
 pub fn router(engine: Engine, config: ApiConfig) -> Router {
+    engine
+        .node()
+        .set_rotate_handler(credentials::rotate_handler(engine.clone()));
     let app = Arc::new(App {
         node: engine.node().clone(),
         metrics: metrics::Metrics::new(engine.metrics()),
@@ -145,6 +155,9 @@ pub fn router(engine: Engine, config: ApiConfig) -> Router {
             get(access::list_tokens).post(access::create),
         )
         .route("/v1/auth/tokens/{name}", delete(access::revoke))
+        .route(route::CLUSTER_JOIN, post(cluster::join))
+        .route(route::CLUSTER_MEMBER, delete(cluster::remove))
+        .route(route::CLUSTER_STATUS, get(cluster::status))
         .route("/v1/auth/policies", get(access::list_policies))
         .route(
             "/v1/auth/policies/{name}",

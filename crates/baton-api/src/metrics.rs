@@ -71,6 +71,9 @@ pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     pub(crate) requests: Family<HttpLabels, Counter>,
     expiry: Family<CredentialLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    clock_offset: Gauge<f64, std::sync::atomic::AtomicU64>,
+    clock_skewed: Gauge,
+    is_leader: Gauge,
 }
 
 impl Metrics {
@@ -88,11 +91,33 @@ impl Metrics {
             "Seconds until the current version of each credential expires (negative: expired)",
             expiry.clone(),
         );
+        let clock_offset = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "baton_clock_offset_seconds",
+            "This node's clock minus the leader's, as last measured (0 on the leader)",
+            clock_offset.clone(),
+        );
+        let clock_skewed = Gauge::default();
+        registry.register(
+            "baton_clock_skewed",
+            "1 when this node's clock is off the leader's by more than max_clock_skew; such a \
+             node does not stand for election",
+            clock_skewed.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register(
+            "baton_is_leader",
+            "1 when this node leads the cluster",
+            is_leader.clone(),
+        );
         engine.register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
             requests,
             expiry,
+            clock_offset,
+            clock_skewed,
+            is_leader,
         }
     }
 }
@@ -193,6 +218,16 @@ pub(crate) async fn render(state: AppState) -> Response {
             }
         }
     });
+
+    let leads = app.node.is_leader();
+    let sample = app.node.clock_sample().filter(|_| !leads);
+    app.metrics
+        .clock_offset
+        .set(sample.map_or(0.0, |s| s.offset_ms as f64 / 1000.0));
+    app.metrics
+        .clock_skewed
+        .set(i64::from(sample.is_some_and(|s| s.skewed)));
+    app.metrics.is_leader.set(i64::from(leads));
 
     let mut text = String::new();
     let registry = app

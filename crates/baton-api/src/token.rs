@@ -278,6 +278,7 @@ pub(crate) async fn read(
         app.config.default_wait,
         app.config.max_wait,
     )?;
+    crate::extract::consistency(&app, query.as_deref()).await?;
     let give_up = tokio::time::Instant::now() + wait;
     // Subscribed to only once a read has to wait; the state is looked at again after
     // subscribing, so no change is missed.

@@ -14,17 +14,13 @@ use baton_raft::{Node, NodeConfig};
 use tower::ServiceExt;
 
 async fn setup(dir: &std::path::Path) -> axum::Router {
-    let node = Node::start(NodeConfig {
-        node_id: 1,
-        data_dir: dir.join("data"),
-        advertise: "127.0.0.1:0".into(),
-        master_keys: baton_raft::MasterKeys {
-            current: baton_raft::MasterKey::generate().expect("a key"),
-            previous: None,
-        },
-    })
-    .await
-    .expect("node");
+    let keys = baton_raft::MasterKeys {
+        current: baton_raft::MasterKey::generate().expect("a key"),
+        previous: None,
+    };
+    let node = Node::start(NodeConfig::new(1, dir.join("data"), keys))
+        .await
+        .expect("node");
     let node = Arc::new(node);
     let policy = AccessPolicy {
         rules: vec![Rule {

@@ -294,7 +294,10 @@ impl Engine {
             deadline,
             reason,
         };
-        match node.propose(op).await?.output {
+        // Only the leader begins a rotation: a node that lost the lead must not start one through
+        // the new leader, whose own engine rotates. Results are forwarded (`propose`), so that
+        // a token minted just before a leader change is still committed.
+        match node.propose_local(op).await?.output {
             Output::RotationStarted(intent) => Ok(intent),
             other => Err(RotateError::Unavailable(format!(
                 "unexpected output {other:?}"

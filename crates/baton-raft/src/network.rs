@@ -1,8 +1,5 @@
-//! Peer traffic for openraft.
-//!
-//! A single-node cluster never sends an RPC, so this network reports every peer as
-//! unreachable. Multi-node clusters need a real transport here (append entries, votes and
-//! snapshots over the node's peer listener); until then membership is fixed to one voter.
+//! The network of a single-node cluster, which never sends an RPC: every peer is
+//! unreachable. Clusters of several nodes use [`crate::http::HttpNetwork`].
 
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -68,5 +65,22 @@ impl RaftNetwork<TypeConfig> for NoPeer {
         _option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         Err(self.unreachable())
+    }
+}
+
+impl crate::peer::Peers for SingleNodeNetwork {
+    fn call(
+        &self,
+        addr: &str,
+        _request: crate::peer::PeerRequest,
+        _timeout: std::time::Duration,
+    ) -> crate::peer::BoxFuture<Result<crate::peer::PeerReply, crate::peer::CallError>> {
+        let addr = addr.to_owned();
+        Box::pin(async move {
+            Err(crate::peer::CallError::Unreachable {
+                addr,
+                message: "this node runs a single-node cluster".into(),
+            })
+        })
     }
 }

@@ -58,7 +58,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a baton server (a single node with its embedded store).
+    /// Run a baton server: a single node with its embedded store, or with --peer-listen a
+    /// member of a cluster.
     Serve(ServeArgs),
     /// Create, inspect, rotate and delete credentials.
     #[command(subcommand)]
@@ -83,6 +84,9 @@ enum Command {
     Elect(crate::elect::ElectArgs),
     /// Print the current leader and fence (exit status 3 when there is none).
     Leader(crate::elect::LeaderArgs),
+    /// Make a cluster of several nodes, change its members, show its state.
+    #[command(subcommand)]
+    Cluster(crate::cluster::ClusterCommand),
     /// Manage access tokens and access policies (needs `admin`).
     #[command(subcommand)]
     Auth(AuthCommand),
@@ -123,6 +127,16 @@ pub struct ServeArgs {
     /// "required" [default: required].
     #[arg(long, value_name = "MODE")]
     pub tls_client_auth: Option<String>,
+    /// This node's id in a cluster: a number unique among its members [default: 1].
+    #[arg(long, value_name = "N", help_heading = "Cluster options")]
+    pub node_id: Option<u64>,
+    /// Listen for the other nodes of a cluster here: turns cluster mode on. Needs the cluster
+    /// secret (BATON_CLUSTER_SECRET or cluster.secret_file).
+    #[arg(long, value_name = "ADDR", help_heading = "Cluster options")]
+    pub peer_listen: Option<String>,
+    /// The address the other nodes dial to reach --peer-listen [default: the address bound].
+    #[arg(long, value_name = "ADDR", help_heading = "Cluster options")]
+    pub peer_advertise: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +247,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Elect(args) => crate::elect::elect(&remote, args).await,
         Command::Leader(args) => crate::elect::leader(&remote, args).await,
         Command::Watchdog(args) => crate::watchdog::run(args).await,
+        Command::Cluster(cmd) => crate::cluster::run(&remote, cmd).await,
         Command::Auth(AuthCommand::Token(ref cmd)) => match cmd {
             TokenCommand::Create { policy, ttl, name } => {
                 client()?

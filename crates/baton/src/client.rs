@@ -8,7 +8,7 @@ use serde_json::Value;
 
 pub struct Client {
     base: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 /// Prints to stdout; a closed pipe (`baton token x | head -c0`) is not an error worth a panic.
@@ -159,7 +159,7 @@ impl Client {
     }
 
     /// Sends a request and returns the JSON body of a success, or the server's error message.
-    async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let resp = req.send().await.map_err(|e| {
             anyhow!(
                 "cannot reach baton at {}: {}\n(is `baton serve` running? set BATON_ADDR or \
@@ -183,7 +183,7 @@ impl Client {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 

@@ -59,6 +59,23 @@ struct RawConfig {
     audit_required: bool,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    cluster: RawCluster,
+}
+
+/// `[cluster]`: membership of a cluster of several nodes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    node_id: Option<u64>,
+    /// Where the other nodes connect; turns cluster mode on.
+    peer_listen: Option<String>,
+    /// The address the other nodes dial [default: the address bound].
+    peer_advertise: Option<String>,
+    /// A file holding the cluster secret (instead of BATON_CLUSTER_SECRET).
+    secret_file: Option<PathBuf>,
+    /// A snapshot is taken, and older log entries purged, after this many entries.
+    snapshot_logs: Option<u64>,
 }
 
 /// `[auth]`: access policies, certificate subjects, limits.
@@ -168,6 +185,73 @@ pub struct ServeConfig {
     /// Access policies applied at start, by name.
     pub policies: BTreeMap<String, AccessPolicy>,
     pub auth: AuthConfig,
+    /// This node's id (1 for a single node).
+    pub node_id: u64,
+    /// `None`: a single node.
+    pub cluster: Option<ClusterSettings>,
+    pub snapshot_logs: u64,
+}
+
+/// How a cluster member reaches its peers.
+#[derive(Debug)]
+pub struct ClusterSettings {
+    pub peer_listen: String,
+    pub peer_advertise: Option<String>,
+    /// Every peer request carries it; it also lets `baton cluster init` in.
+    pub secret: baton_core::Secret,
+}
+
+/// The shortest cluster secret accepted.
+const MIN_CLUSTER_SECRET: usize = 16;
+
+/// `BATON_CLUSTER_SECRET`, when set and not empty.
+pub fn cluster_secret_from_env() -> anyhow::Result<Option<baton_core::Secret>> {
+    match std::env::var_os("BATON_CLUSTER_SECRET").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("BATON_CLUSTER_SECRET is not valid UTF-8"))?;
+            Ok(Some(baton_core::Secret::new(text.trim())))
+        }
+    }
+}
+
+fn cluster_settings(
+    raw: RawCluster,
+    peer_listen: Option<String>,
+    peer_advertise: Option<String>,
+) -> anyhow::Result<Option<ClusterSettings>> {
+    let Some(peer_listen) = peer_listen.or(raw.peer_listen) else {
+        anyhow::ensure!(
+            peer_advertise.is_none() && raw.peer_advertise.is_none(),
+            "peer_advertise needs peer_listen"
+        );
+        return Ok(None);
+    };
+    let secret = match cluster_secret_from_env()? {
+        Some(secret) => secret,
+        None => match &raw.secret_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the cluster secret file {}", path.display())
+                })?;
+                baton_core::Secret::new(text.trim())
+            }
+            None => anyhow::bail!(
+                "a cluster node needs the cluster secret: set BATON_CLUSTER_SECRET, or                  cluster.secret_file in the config file, to the same value on every node"
+            ),
+        },
+    };
+    anyhow::ensure!(
+        secret.expose().chars().count() >= MIN_CLUSTER_SECRET,
+        "the cluster secret must be at least {MIN_CLUSTER_SECRET} characters long"
+    );
+    Ok(Some(ClusterSettings {
+        peer_listen,
+        peer_advertise: peer_advertise.or(raw.peer_advertise),
+        secret,
+    }))
 }
 
 impl ServeConfig {
@@ -209,7 +293,18 @@ impl ServeConfig {
             !(auth.audit_required && auth.audit_log.is_none()),
             "audit_required = true needs an audit_log"
         );
+        let node_id = args.node_id.or(raw.cluster.node_id).unwrap_or(1);
+        anyhow::ensure!(node_id > 0, "node_id must be at least 1");
+        let snapshot_logs = raw.cluster.snapshot_logs.unwrap_or(5000);
+        anyhow::ensure!(
+            snapshot_logs >= 10,
+            "cluster.snapshot_logs must be at least 10"
+        );
+        let cluster = cluster_settings(raw.cluster, args.peer_listen, args.peer_advertise)?;
         Ok(ServeConfig {
+            node_id,
+            cluster,
+            snapshot_logs,
             engine,
             tls,
             policies: raw.auth.policies,

@@ -20,7 +20,7 @@ use crate::tls::{CertResolver, Tls, TlsSettings};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     init_logging();
-    let config = ServeConfig::from_args(args)?;
+    let mut config = ServeConfig::from_args(args)?;
 
     // Read the TLS files before anything else: a bad file should fail before the port is taken.
     let tls = match &config.tls {
@@ -50,33 +50,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "generated a master key beside the data; keep a copy elsewhere, or give one with \
              BATON_MASTER_KEY or master_key_file");
     }
-    let node = Node::start(NodeConfig {
-        node_id: 1,
-        data_dir: config.data_dir.clone(),
-        advertise: addr.to_string(),
-        master_keys,
-    })
-    .await
-    .context("cannot start the node")?;
-    let node = Arc::new(node);
+    let mut node_config = NodeConfig::new(config.node_id, config.data_dir.clone(), master_keys);
+    node_config.api_addr = addr.to_string();
+    node_config.max_clock_skew = config.max_clock_skew;
+    node_config.snapshot_logs = config.snapshot_logs;
+    let node = match &config.cluster {
+        None => {
+            node_config.advertise = addr.to_string();
+            let node = Node::start(node_config)
+                .await
+                .context("cannot start the node")?;
+            Arc::new(node)
+        }
+        Some(cluster) => start_member(node_config, cluster).await?,
+    };
     tokio::spawn(rotate_master_key_on_sighup(node.clone(), key_source));
     let data_dir = std::fs::canonicalize(&config.data_dir).unwrap_or(config.data_dir.clone());
     tracing::info!(data_dir = %data_dir.display(), revision = node.state().revision(), "store opened");
 
-    for (name, request) in config.credentials {
-        baton_api::put_credential(&node, &name, request)
-            .await
-            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
-            .with_context(|| format!("the config file's credential `{name}` was not applied"))?;
+    let setup = Setup {
+        credentials: std::mem::take(&mut config.credentials),
+        policies: std::mem::take(&mut config.policies),
+        data_dir: config.data_dir.clone(),
+        new_root_token: config.new_root_token,
+    };
+    if config.cluster.is_none() {
+        setup.apply(&node).await?;
+    } else {
+        // A member applies the config file once it belongs to a cluster; until then there is
+        // nowhere to write. Failures are logged: the node keeps serving.
+        let node = node.clone();
+        tokio::spawn(async move {
+            node.wait_initialized().await;
+            node.wait_leader(std::time::Duration::from_secs(30)).await;
+            if let Err(e) = setup.apply(&node).await {
+                tracing::error!("{e:#}");
+            }
+        });
     }
-
-    for (name, policy) in config.policies {
-        baton_api::put_access_policy(&node, &name, policy)
-            .await
-            .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
-            .with_context(|| format!("the config file's access policy `{name}` was not applied"))?;
-    }
-    ensure_root_token(&node, &config.data_dir, config.new_root_token).await?;
     for (subject, policy) in &config.auth.certificates {
         if node.state().read(|s| s.auth.policy(policy).is_none()) {
             tracing::warn!(%subject, %policy,
@@ -157,6 +168,87 @@ fn reload_on_sighup(resolver: Arc<CertResolver>) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// What the config file asks of the state at start.
+struct Setup {
+    credentials: std::collections::BTreeMap<String, baton_api::CredentialRequest>,
+    policies: std::collections::BTreeMap<String, baton_core::AccessPolicy>,
+    data_dir: std::path::PathBuf,
+    new_root_token: bool,
+}
+
+impl Setup {
+    async fn apply(self, node: &Node) -> anyhow::Result<()> {
+        for (name, request) in self.credentials {
+            baton_api::put_credential(node, &name, request)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+                .with_context(|| {
+                    format!("the config file's credential `{name}` was not applied")
+                })?;
+        }
+        for (name, policy) in self.policies {
+            baton_api::put_access_policy(node, &name, policy)
+                .await
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))
+                .with_context(|| {
+                    format!("the config file's access policy `{name}` was not applied")
+                })?;
+        }
+        // In a cluster, the first root token is made by the node that leads once the cluster
+        // exists (the one `baton cluster init` initialized); the others leave it be.
+        if self.new_root_token || node.is_leader() {
+            ensure_root_token(node, &self.data_dir, self.new_root_token).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts a cluster member: its peer listener, then the node on the HTTP peer network.
+async fn start_member(
+    mut node_config: NodeConfig,
+    cluster: &crate::config::ClusterSettings,
+) -> anyhow::Result<Arc<Node>> {
+    use axum::serve::ListenerExt;
+    let peer_listener = tokio::net::TcpListener::bind(&cluster.peer_listen)
+        .await
+        .with_context(|| format!("cannot listen for peers on {}", cluster.peer_listen))?;
+    let peer_addr = peer_listener
+        .local_addr()
+        .context("reading the peer listening address")?;
+    node_config.advertise = cluster
+        .peer_advertise
+        .clone()
+        .unwrap_or_else(|| peer_addr.to_string());
+    let id = node_config.node_id;
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("cannot build the peer HTTP client")?;
+    let network = baton_raft::http::HttpNetwork::new(client, false, cluster.secret.clone());
+    let node = Node::start_cluster(node_config, network)
+        .await
+        .context("cannot start the node")?;
+    let peers = baton_raft::http::router(node.clone(), cluster.secret.clone());
+    let listener = peer_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, peers).await {
+            tracing::error!(error = %e, "the peer listener failed");
+        }
+    });
+    tracing::info!(node = id, "listening for peers on {peer_addr}");
+    if !node.is_initialized() {
+        tracing::info!(
+            node = id,
+            "this node belongs to no cluster yet: run `baton cluster init {peer_addr}` to make \
+             it the first member, or `baton cluster join {peer_addr}` against a member to add it"
+        );
+    }
+    Ok(node)
 }
 
 /// When no live token can administer baton (a first start, or every admin token revoked or
