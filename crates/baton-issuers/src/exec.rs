@@ -84,8 +84,13 @@ pub(crate) fn describe(spec: &ExecSpec) -> Value {
     })
 }
 
-/// Runs the command once.
-pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError> {
+/// Runs the command once. Besides the spec's variables, the command sees which rotation it
+/// serves: `BATON_CREDENTIAL`, `BATON_ROTATION` (the rotation number) and `BATON_FENCE` (the
+/// intent's fence), so that a script can refuse to issue twice for one rotation.
+pub(crate) async fn issue(
+    spec: &ExecSpec,
+    req: &crate::MintRequest<'_>,
+) -> Result<(Secret, Said), IssueError> {
     let program = &spec.command[0];
     let mut command = tokio::process::Command::new(program);
     command
@@ -95,7 +100,10 @@ pub(crate) async fn issue(spec: &ExecSpec) -> Result<(Secret, Said), IssueError>
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .env("BATON_CREDENTIAL", req.credential)
+        .env("BATON_ROTATION", req.intent.rotation.to_string())
+        .env("BATON_FENCE", req.intent.fence.to_string());
     // Every value passed in, to be cut out of what stderr shows.
     let mut secrets = Vec::new();
     for (name, value) in &spec.env {

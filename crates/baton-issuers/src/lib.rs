@@ -108,7 +108,7 @@ pub async fn mint(spec: &IssuerSpec, req: MintRequest<'_>) -> Result<Minted, Iss
         IssuerSpec::Jwt(spec) => return jwt::mint(spec, &req),
         IssuerSpec::Static(spec) => return static_issuer::mint(spec, req.intent),
         IssuerSpec::OAuth2(spec) => oauth2::issue(spec).await?,
-        IssuerSpec::Exec(spec) => exec::issue(spec).await?,
+        IssuerSpec::Exec(spec) => exec::issue(spec, &req).await?,
         other => return Err(IssueError::Unsupported { kind: other.kind() }),
     };
     let now = Timestamp::from_system_time(std::time::SystemTime::now()).max(req.intent.started_at);
