@@ -239,7 +239,8 @@ fn cluster_settings(
                 baton_core::Secret::new(text.trim())
             }
             None => anyhow::bail!(
-                "a cluster node needs the cluster secret: set BATON_CLUSTER_SECRET, or                  cluster.secret_file in the config file, to the same value on every node"
+                "a cluster node needs the cluster secret: set BATON_CLUSTER_SECRET, or \
+                 cluster.secret_file in the config file, to the same value on every node"
             ),
         },
     };

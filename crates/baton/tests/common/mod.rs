@@ -69,8 +69,29 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let server = Server::launch(data_dir, "127.0.0.1:0", args, env);
+        assert!(
+            !server.root_token.is_empty(),
+            "the server wrote no DATA_DIR/root-token"
+        );
+        server
+    }
+
+    /// Starts a cluster member listening on `listen` (a fixed port, so that it can restart
+    /// where its peers expect it). A member that joined no cluster yet has no root token:
+    /// `root_token` is then empty.
+    pub fn start_member(
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        Server::launch(data_dir, listen, args, env)
+    }
+
+    fn launch(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
             .env_remove("RUST_LOG")
@@ -113,15 +134,16 @@ impl Server {
                 );
             }
         };
-        // The token file is written before the server listens.
+        // A single server writes its token file before it listens.
         let root_token = std::fs::read_to_string(data_dir.join("root-token"))
-            .expect("the server wrote DATA_DIR/root-token")
-            .trim()
-            .to_owned();
-        tokens()
-            .lock()
-            .unwrap()
-            .insert(url.clone(), root_token.clone());
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
+        if !root_token.is_empty() {
+            tokens()
+                .lock()
+                .unwrap()
+                .insert(url.clone(), root_token.clone());
+        }
         Server {
             child,
             url,

@@ -1,0 +1,749 @@
+//! Three `baton serve` processes on loopback forming one cluster: the leader killed in the
+//! middle of a rotation, every node killed and restarted, a node catching up from a snapshot.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{http_with, temp_dir, Server, BIN};
+use serde_json::{json, Value};
+
+const SECRET: &str = "a-cluster-secret-for-tests-only";
+
+/// A loopback address nothing listens on yet.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr = listener.local_addr().expect("local address");
+    format!("127.0.0.1:{}", addr.port())
+}
+
+struct Member {
+    id: u64,
+    dir: PathBuf,
+    listen: String,
+    peer: String,
+    server: Option<Server>,
+}
+
+/// Members with fixed ports and data directories, so that each can be killed and started
+/// again where the others expect it.
+struct Cluster {
+    root: tempfile::TempDir,
+    config: PathBuf,
+    members: Vec<Member>,
+    token: String,
+}
+
+impl Cluster {
+    /// Starts `n` members sharing the config file `config`, initializes the cluster on the
+    /// first with `baton cluster init` and adds the others with `baton cluster join`.
+    async fn start(n: u64, config: &str) -> Cluster {
+        let root = temp_dir();
+        let config_path = root.path().join("baton.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let members = (1..=n)
+            .map(|id| Member {
+                id,
+                dir: root.path().join(format!("node-{id}")),
+                listen: free_addr(),
+                peer: free_addr(),
+                server: None,
+            })
+            .collect();
+        let mut cluster = Cluster {
+            root,
+            config: config_path,
+            members,
+            token: String::new(),
+        };
+        for i in 0..cluster.members.len() {
+            cluster.start_member(i);
+        }
+
+        let first = &cluster.members[0];
+        let out = Command::new(BIN)
+            .args(["cluster", "init", &first.peer])
+            .env("BATON_CLUSTER_SECRET", SECRET)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token_file = first.dir.join("root-token");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !token_file.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "node 1 wrote no root token after init"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cluster.token = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+
+        for i in 1..cluster.members.len() {
+            let (ok, stdout, stderr) =
+                cluster.cli(0, &["cluster", "join", &cluster.members[i].peer]);
+            assert!(ok, "join of node {} failed: {stderr}", i + 1);
+            assert!(stdout.contains("joined the cluster as a voter"), "{stdout}");
+        }
+        cluster
+    }
+
+    fn start_member(&mut self, i: usize) {
+        let member = &self.members[i];
+        let id = member.id.to_string();
+        let server = Server::start_member(
+            &member.dir,
+            &member.listen,
+            &[
+                "--node-id",
+                &id,
+                "--peer-listen",
+                &member.peer,
+                "--config",
+                self.config.to_str().unwrap(),
+            ],
+            &[("BATON_CLUSTER_SECRET", SECRET)],
+        );
+        self.members[i].server = Some(server);
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://{}", self.members[i].listen)
+    }
+
+    fn server(&self, i: usize) -> &Server {
+        self.members[i].server.as_ref().expect("the member runs")
+    }
+
+    fn kill9(&mut self, i: usize) {
+        if let Some(mut server) = self.members[i].server.take() {
+            server.kill9();
+        }
+    }
+
+    fn http(&self) -> reqwest::Client {
+        http_with(&self.token)
+    }
+
+    /// Runs the CLI against member `i` with the root token.
+    fn cli(&self, i: usize, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("BATON_ADDR", self.url(i))
+            .env("BATON_TOKEN", &self.token)
+            .output()
+            .expect("run the baton CLI");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Member `i`'s view of the cluster, from `GET /v1/cluster/status`.
+    async fn status(&self, i: usize) -> Option<Value> {
+        let resp = self
+            .http()
+            .get(format!("{}/v1/cluster/status", self.url(i)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// The index of the member that leads, once every running member agrees on one.
+    async fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut seen = Vec::new();
+            for (i, m) in self.members.iter().enumerate() {
+                if m.server.is_some() {
+                    seen.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+                }
+            }
+            if let Some(Some(leader)) = seen.first().copied() {
+                let running = self
+                    .members
+                    .iter()
+                    .any(|m| m.id == leader && m.server.is_some());
+                if running && seen.iter().all(|s| *s == Some(leader)) {
+                    return self.members.iter().position(|m| m.id == leader).unwrap();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader after {timeout:?}: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every running member has applied the leader's whole log.
+    async fn wait_caught_up(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leader = self.wait_leader(timeout).await;
+            if let Some(status) = self.status(leader).await {
+                let members = status["members"].as_array().cloned().unwrap_or_default();
+                let running: Vec<u64> = self
+                    .members
+                    .iter()
+                    .filter(|m| m.server.is_some())
+                    .map(|m| m.id)
+                    .collect();
+                let done = running.iter().all(|id| {
+                    members
+                        .iter()
+                        .any(|m| m["id"].as_u64() == Some(*id) && m["lag"].as_u64() == Some(0))
+                });
+                if done {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the members did not catch up within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut server) = m.server.take() {
+                server.kill9();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cluster_commands_make_a_three_node_cluster_any_node_serves() {
+    let cluster = Cluster::start(3, "").await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    cluster.wait_caught_up(Duration::from_secs(20)).await;
+
+    let (ok, stdout, stderr) = cluster.cli(2, &["cluster", "status", "--json"]);
+    assert!(ok, "{stderr}");
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{status}");
+    assert!(
+        members.iter().all(|m| m["voter"] == json!(true)),
+        "{status}"
+    );
+    assert_eq!(
+        status["leader"].as_u64(),
+        Some(cluster.members[leader].id),
+        "{status}"
+    );
+    let (ok, table, _) = cluster.cli(1, &["cluster", "status"]);
+    assert!(ok);
+    for m in &cluster.members {
+        assert!(table.contains(&m.peer), "{table}");
+    }
+
+    // A write sent to a follower is forwarded to the leader and visible everywhere.
+    let follower = (leader + 1) % 3;
+    let resp = cluster
+        .http()
+        .put(format!("{}/v1/kv/greeting", cluster.url(follower)))
+        .json(&json!({ "value": "hello" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    for i in 0..3 {
+        let body: Value = cluster
+            .http()
+            .get(format!(
+                "{}/v1/kv/greeting?consistency=linearizable",
+                cluster.url(i)
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["value"], json!("hello"), "node {}: {body}", i + 1);
+    }
+}
+
+/// The fake issuer: a non-idempotent command that counts what it issues. Each call appends
+/// `start ROTATION FENCE MILLIS PARENT_PID` to the journal, works for a while, prints a
+/// token naming the rotation and fence, and appends `delivered ROTATION FENCE` once the
+/// token reached baton (its stdout), or `undelivered ROTATION FENCE` if baton was gone.
+const ISSUER: &str = r#"
+import os, sys, time
+journal, work, lifetime = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+def note(line):
+    with open(journal, "a") as f:
+        f.write(line + "\n")
+rotation, fence = os.environ["BATON_ROTATION"], os.environ["BATON_FENCE"]
+note("start %s %s %d %d" % (rotation, fence, time.time() * 1000, os.getppid()))
+time.sleep(work)
+body = '{"token": "tok-%s-%s", "expires_in": %d}' % (rotation, fence, lifetime)
+try:
+    os.write(1, body.encode())
+    os.close(1)
+    note("delivered %s %s" % (rotation, fence))
+except OSError:
+    note("undelivered %s %s" % (rotation, fence))
+"#;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Start {
+        rotation: u64,
+        fence: u64,
+        at_ms: u64,
+        pid: u32,
+    },
+    Delivered {
+        rotation: u64,
+        fence: u64,
+    },
+    Undelivered {
+        rotation: u64,
+    },
+}
+
+fn journal(path: &Path) -> Vec<Event> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+            match f[0] {
+                "start" => Some(Event::Start {
+                    rotation: n(1)?,
+                    fence: n(2)?,
+                    at_ms: n(3)?,
+                    pid: n(4)? as u32,
+                }),
+                "delivered" => Some(Event::Delivered {
+                    rotation: n(1)?,
+                    fence: n(2)?,
+                }),
+                "undelivered" => Some(Event::Undelivered { rotation: n(1)? }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// What one reader saw: the longest time between two successful answers, and the errors.
+#[derive(Debug, Default)]
+struct Reads {
+    ok: u64,
+    errors: Vec<String>,
+    longest_gap: Duration,
+    tokens: Vec<String>,
+}
+
+fn spawn_reader(
+    url: String,
+    token: String,
+    linearizable: bool,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Reads> {
+    tokio::spawn(async move {
+        let http = http_with(&token);
+        let query = if linearizable {
+            "?consistency=linearizable"
+        } else {
+            ""
+        };
+        let mut reads = Reads::default();
+        let mut last_ok = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let answer = http
+                .get(format!("{url}/v1/credentials/fleet/token{query}"))
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await;
+            match answer {
+                Ok(resp) if resp.status().is_success() => {
+                    let body: Value = resp.json().await.unwrap_or_default();
+                    let now = Instant::now();
+                    reads.longest_gap = reads.longest_gap.max(now - last_ok);
+                    last_ok = now;
+                    reads.ok += 1;
+                    if let Some(t) = body["token"].as_str() {
+                        if reads.tokens.last().map(String::as_str) != Some(t) {
+                            reads.tokens.push(t.to_owned());
+                        }
+                    }
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    reads.errors.push(format!("{status}: {text}"));
+                }
+                Err(e) => reads.errors.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let now = Instant::now();
+        reads.longest_gap = reads.longest_gap.max(now - last_ok);
+        reads
+    })
+}
+
+/// The version of `fleet` a member serves, from its local state.
+async fn served_version(cluster: &Cluster, i: usize) -> Option<u64> {
+    let body: Value = cluster
+        .http()
+        .get(format!("{}/v1/credentials/fleet", cluster.url(i)))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body["versions"]["current"]["version"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_mid_rotation_calls_the_issuer_once_per_rotation() {
+    // Calls take 2 s under a 3 s timeout, so an intent holds its credential 2 × 3 + 5 = 11 s.
+    let mut cluster = Cluster::start(3, "[rotation]\nintent_timeout = \"1s\"\n").await;
+    let scripts = cluster.root.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let script = scripts.join("issuer.py");
+    std::fs::write(&script, ISSUER).unwrap();
+    let journal_path = scripts.join("journal");
+    let python = which_python();
+
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    // A version lives 40 s and the next rotation starts 30 s before it ends: every 10 s.
+    let spec = json!({
+        "issuer": {
+            "kind": "exec",
+            "command": [python, script, journal_path, "2", "40"],
+            "timeout": "3s",
+        },
+        "policy": { "lifetime": "40s", "renew_before": "30s", "min_remaining": "5s" },
+    });
+    common::put_credential(&cluster.http(), &cluster.url(leader), "fleet", spec).await;
+
+    // Readers on the two members that survive, reading locally and through the leader.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while served_version(&cluster, survivors[0]).await.is_none()
+        || served_version(&cluster, survivors[1]).await.is_none()
+    {
+        if Instant::now() > deadline {
+            let body = cluster
+                .http()
+                .get(format!("{}/v1/credentials/fleet", cluster.url(leader)))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await;
+            panic!(
+                "version 1 never reached the followers: {body:?}\njournal: {:?}\n{}",
+                journal(&journal_path),
+                cluster.server(leader).logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut readers = Vec::new();
+    for &i in &survivors {
+        for linearizable in [false, true] {
+            readers.push((
+                i,
+                linearizable,
+                spawn_reader(
+                    cluster.url(i),
+                    cluster.token.clone(),
+                    linearizable,
+                    stop.clone(),
+                ),
+            ));
+        }
+    }
+
+    // Kill the leader while its issuer call for rotation 2 is running.
+    let leader_pid = cluster.server(leader).pid();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let first_call = loop {
+        let started = journal(&journal_path).into_iter().find_map(|e| match e {
+            Event::Start {
+                rotation: 2,
+                fence,
+                at_ms,
+                pid,
+            } => Some((fence, at_ms, pid)),
+            _ => None,
+        });
+        if let Some(call) = started {
+            break call;
+        }
+        assert!(Instant::now() < deadline, "rotation 2 never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(first_call.2, leader_pid, "the leader runs the engine");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill9(leader);
+    let killed_at = Instant::now();
+
+    // The new leader completes rotation 2, then rotates again on schedule.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served_version(&cluster, survivors[0]).await < Some(3) {
+        assert!(
+            Instant::now() < deadline,
+            "rotation 3 never happened; journal: {:?}\nlogs:\n{}",
+            journal(&journal_path),
+            cluster.server(survivors[0]).logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let took = killed_at.elapsed();
+
+    let events = journal(&journal_path);
+    // One delivered call per rotation number, and never two for one.
+    for rotation in 1..=3 {
+        let delivered = events
+            .iter()
+            .filter(|e| matches!(e, Event::Delivered { rotation: r, .. } if *r == rotation))
+            .count();
+        assert_eq!(
+            delivered, 1,
+            "rotation {rotation}: {delivered} delivered calls in {events:?}"
+        );
+    }
+    // The interrupted call was not retried before its intent could have ended.
+    let (old_fence, old_start, _) = first_call;
+    let retry = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Start {
+                rotation: 2,
+                fence,
+                at_ms,
+                pid,
+            } if *fence != old_fence => Some((*fence, *at_ms, *pid)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("rotation 2 was never retried: {events:?}"));
+    assert!(retry.0 > old_fence, "fences increase: {events:?}");
+    assert_ne!(retry.2, leader_pid);
+    assert!(
+        retry.1 >= old_start + 10_000,
+        "the retry began {} ms after the interrupted call, inside its intent's hold",
+        retry.1 - old_start
+    );
+    // The interrupted call finished after its server was gone: its token reached no one.
+    assert!(
+        events.contains(&Event::Undelivered { rotation: 2 }),
+        "{events:?}"
+    );
+
+    let mut seen_tokens = Vec::new();
+    for (i, linearizable, reader) in readers {
+        let reads = reader.await.unwrap();
+        let what = format!(
+            "node {} ({}): {} reads, longest gap {:?}, errors {:?} ({took:?} after the kill)",
+            i + 1,
+            if linearizable {
+                "linearizable"
+            } else {
+                "local"
+            },
+            reads.ok,
+            reads.longest_gap,
+            reads.errors
+        );
+        eprintln!("{what}");
+        assert!(reads.ok > 10, "{what}");
+        if linearizable {
+            // An election takes 1–2 s; a read waits for it rather than failing.
+            assert!(reads.errors.is_empty(), "{what}");
+            assert!(reads.longest_gap < Duration::from_secs(8), "{what}");
+        } else {
+            assert!(reads.errors.is_empty(), "{what}");
+            assert!(reads.longest_gap < Duration::from_secs(3), "{what}");
+        }
+        seen_tokens.extend(reads.tokens);
+    }
+    let expected = format!("tok-2-{}", retry.0);
+    assert!(
+        seen_tokens.contains(&expected),
+        "readers saw {seen_tokens:?}, not {expected}"
+    );
+    assert!(
+        !seen_tokens.contains(&format!("tok-2-{old_fence}")),
+        "the interrupted call's token was served: {seen_tokens:?}"
+    );
+}
+
+fn which_python() -> String {
+    for candidate in ["/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"] {
+        if Path::new(candidate).exists() {
+            return candidate.to_owned();
+        }
+    }
+    let out = Command::new("sh")
+        .args(["-c", "command -v python3"])
+        .output()
+        .expect("find python3");
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!path.is_empty(), "these tests need python3");
+    path
+}
+
+/// PUTs `key` = `value` through member `i` and returns whether the write was acknowledged.
+async fn put_kv(cluster: &Cluster, i: usize, key: &str, value: u64) -> bool {
+    let resp = cluster
+        .http()
+        .put(format!("{}/v1/kv/{key}", cluster.url(i)))
+        .json(&json!({ "value": value }))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await;
+    matches!(resp, Ok(r) if r.status().is_success())
+}
+
+/// The value of `key` in member `i`'s applied state.
+async fn local_kv(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
+    let resp = cluster
+        .http()
+        .get(format!("{}/v1/kv/{key}", cluster.url(i)))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body: Value = resp.json().await.ok()?;
+    Some(body["value"].clone())
+}
+
+async fn acquire(cluster: &Cluster, i: usize, name: &str, holder: &str) -> Value {
+    let resp = cluster
+        .http()
+        .post(format!("{}/v1/leases/{name}/acquire", cluster.url(i)))
+        .json(&json!({ "holder": holder, "ttl": "30s" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_survives_killing_and_restarting_every_node() {
+    let mut cluster = Cluster::start(3, "[cluster]\nsnapshot_logs = 20\n").await;
+    cluster.wait_leader(Duration::from_secs(20)).await;
+
+    // Writes through every member, so that most are forwarded to the leader.
+    let mut acked = Vec::new();
+    for n in 0..60u64 {
+        let key = format!("k{n}");
+        if put_kv(&cluster, (n % 3) as usize, &key, n).await {
+            acked.push((key, n));
+        }
+    }
+    assert_eq!(
+        acked.len(),
+        60,
+        "a healthy cluster acknowledges every write"
+    );
+    common::put_credential(
+        &cluster.http(),
+        &cluster.url(1),
+        "manual",
+        json!({ "issuer": { "kind": "static", "token": "a-static-token" } }),
+    )
+    .await;
+    let lease = acquire(&cluster, 2, "nightly", "web-1").await;
+    let fence = lease["fence"].as_u64().unwrap();
+    let release = cluster
+        .http()
+        .post(format!("{}/v1/leases/nightly/release", cluster.url(0)))
+        .json(&json!({ "holder": "web-1", "fence": fence }))
+        .send()
+        .await
+        .unwrap();
+    assert!(release.status().is_success());
+
+    for i in 0..3 {
+        cluster.kill9(i);
+    }
+    for i in 0..3 {
+        cluster.start_member(i);
+    }
+    cluster.wait_leader(Duration::from_secs(30)).await;
+    cluster.wait_caught_up(Duration::from_secs(30)).await;
+
+    for i in 0..3 {
+        for (key, value) in &acked {
+            assert_eq!(
+                local_kv(&cluster, i, key).await,
+                Some(json!(value)),
+                "node {} lost {key}",
+                i + 1
+            );
+        }
+        let token = common::token(&cluster.http(), &cluster.url(i), "manual").await;
+        assert_eq!(token["token"], json!("a-static-token"));
+    }
+    // Fences keep increasing across the restart.
+    let again = acquire(&cluster, 0, "nightly", "web-2").await;
+    assert!(again["fence"].as_u64().unwrap() > fence, "{again}");
+    // The cluster still takes writes.
+    assert!(put_kv(&cluster, 1, "after", 1).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_down_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(3, "[cluster]\nsnapshot_logs = 10\n").await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let down = (leader + 1) % 3;
+    let up = 3 - leader - down;
+    cluster.kill9(down);
+
+    // Enough writes that the log the down node misses is compacted into a snapshot.
+    for n in 0..80u64 {
+        let through = if n % 2 == 0 { leader } else { up };
+        assert!(
+            put_kv(&cluster, through, &format!("k{n}"), n).await,
+            "two of three members take writes"
+        );
+    }
+    cluster.start_member(down);
+    cluster.wait_caught_up(Duration::from_secs(30)).await;
+    for n in 0..80u64 {
+        assert_eq!(
+            local_kv(&cluster, down, &format!("k{n}")).await,
+            Some(json!(n)),
+            "k{n} on the member that was down"
+        );
+    }
+    let logs = cluster.server(down).logs();
+    assert!(
+        logs.contains("installing a snapshot"),
+        "the member caught up without a snapshot:\n{logs}"
+    );
+}
