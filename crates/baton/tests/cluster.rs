@@ -747,3 +747,78 @@ async fn a_node_that_was_down_catches_up_from_a_snapshot() {
         "the member caught up without a snapshot:\n{logs}"
     );
 }
+
+fn parse_time(text: &str) -> std::time::SystemTime {
+    let out = Command::new("date")
+        .args(["-u", "-d", text, "+%s%3N"])
+        .output()
+        .unwrap();
+    let ms: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    std::time::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_neither_extended_nor_lost_by_a_leader_change() {
+    let mut cluster = Cluster::start(3, "").await;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let survivor = (leader + 1) % 3;
+    let grant = cluster
+        .http()
+        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
+        .json(&json!({ "holder": "web-1", "ttl": "4s" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(grant.status().is_success());
+    let grant: Value = grant.json().await.unwrap();
+    let fence = grant["fence"].as_u64().unwrap();
+    let expires_at = grant["expires_at"].as_str().unwrap().to_owned();
+    let skew = Duration::from_millis(grant["max_clock_skew_ms"].as_u64().unwrap());
+
+    cluster.kill9(leader);
+    cluster.wait_leader(Duration::from_secs(20)).await;
+
+    // The new leader knows the grant, with the expiry it had: another holder is refused.
+    let early = cluster
+        .http()
+        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
+        .json(&json!({ "holder": "web-2", "ttl": "4s" }))
+        .send()
+        .await
+        .unwrap();
+    let early_at = std::time::SystemTime::now();
+    if early_at < parse_time(&expires_at) {
+        assert_eq!(early.status(), 409);
+        let body: Value = early.json().await.unwrap();
+        assert_eq!(body["error"]["holder"], json!("web-1"), "{body}");
+        assert_eq!(
+            body["error"]["expires_at"],
+            json!(expires_at),
+            "the failover changed the grant's expiry: {body}"
+        );
+    }
+
+    // Waiting, the other holder gets it once the grant has run out, and not much later.
+    let taken = cluster
+        .http()
+        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
+        .json(&json!({ "holder": "web-2", "ttl": "4s", "wait": "20s" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(taken.status().is_success(), "{:?}", taken.text().await);
+    let taken: Value = taken.json().await.unwrap();
+    assert!(taken["fence"].as_u64().unwrap() > fence, "{taken}");
+    // When the leader granted it, by its own stamp.
+    let taken_at = parse_time(taken["expires_at"].as_str().unwrap()) - Duration::from_secs(4);
+    let end = parse_time(&expires_at);
+    assert!(
+        taken_at >= end,
+        "granted to another before the first grant ended"
+    );
+    assert!(
+        taken_at <= end + skew + Duration::from_secs(3),
+        "the grant outlived ttl + max_clock_skew by {:?}",
+        taken_at.duration_since(end + skew).unwrap_or_default()
+    );
+}
