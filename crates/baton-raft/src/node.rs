@@ -390,13 +390,22 @@ impl Node {
     }
 
     /// Stamps `op` with this node's clock, replicates it and returns its output once applied.
-    /// Refuses with [`ProposeError::NotLeader`] when another node leads.
+    /// Refuses with [`ProposeError::NotLeader`] when another node leads. A leader cut off from
+    /// its quorum gives up after a while: the entry may still be committed (if the cut heals
+    /// before another leader is elected) or be discarded.
     pub async fn propose_local(&self, op: Op) -> Result<Committed, ProposeError> {
         let cmd = Command {
             now: self.now(),
             op,
         };
-        match self.raft.client_write(cmd).await {
+        let Ok(written) = tokio::time::timeout(LEADER_PATIENCE, self.raft.client_write(cmd)).await
+        else {
+            return Err(ProposeError::Unavailable(format!(
+                "no quorum confirmed the write within {}s; it may or may not be applied later",
+                LEADER_PATIENCE.as_secs()
+            )));
+        };
+        match written {
             Ok(resp) => {
                 let output = resp.data?;
                 Ok(Committed {

@@ -4,6 +4,7 @@
 //! it, and [`http_for`] finds it by the server's URL for helpers that only know that.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod jose;
 
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ impl Server {
     }
 
     pub fn start_with(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let server = Server::launch(data_dir, "127.0.0.1:0", args, env);
+        let server = Server::launch(&[], data_dir, "127.0.0.1:0", args, env);
         assert!(
             !server.root_token.is_empty(),
             "the server wrote no DATA_DIR/root-token"
@@ -78,19 +79,34 @@ impl Server {
     }
 
     /// Starts a cluster member listening on `listen` (a fixed port, so that it can restart
-    /// where its peers expect it). A member that joined no cluster yet has no root token:
-    /// `root_token` is then empty.
+    /// where its peers expect it), through `wrapper` when not empty (a command and its
+    /// arguments, such as `ip netns exec NAME`, that runs the rest of its command line). A
+    /// member that joined no cluster yet has no root token: `root_token` is then empty.
     pub fn start_member(
+        wrapper: &[String],
         data_dir: &Path,
         listen: &str,
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        Server::launch(data_dir, listen, args, env)
+        Server::launch(wrapper, data_dir, listen, args, env)
     }
 
-    fn launch(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
+    fn launch(
+        wrapper: &[String],
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(BIN),
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+        };
         cmd.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
