@@ -100,8 +100,8 @@ impl Metrics {
         let clock_skewed = Gauge::default();
         registry.register(
             "baton_clock_skewed",
-            "1 when this node's clock is off the leader's by more than max_clock_skew; such a \
-             node does not stand for election",
+            "1 when this node's clock is off those of a quorum of the voters by more than \
+             max_clock_skew; such a node does not stand for election",
             clock_skewed.clone(),
         );
         let is_leader = Gauge::default();
@@ -220,10 +220,12 @@ pub(crate) async fn render(state: AppState) -> Response {
     });
 
     let leads = app.node.is_leader();
-    let sample = app.node.clock_sample().filter(|_| !leads);
-    app.metrics
-        .clock_offset
-        .set(sample.map_or(0.0, |s| s.offset_ms as f64 / 1000.0));
+    let sample = app.node.clock_sample();
+    app.metrics.clock_offset.set(
+        sample
+            .and_then(|s| s.offset_ms)
+            .map_or(0.0, |ms| ms as f64 / 1000.0),
+    );
     app.metrics
         .clock_skewed
         .set(i64::from(sample.is_some_and(|s| s.skewed)));

@@ -134,14 +134,17 @@ pub enum StartError {
     Raft(String),
 }
 
-/// This node's clock compared with the leader's.
+/// This node's clock compared with the other voters'.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClockSample {
-    /// This node's clock minus the leader's, in milliseconds.
-    pub offset_ms: i64,
-    /// The round trip of the sample, in milliseconds: the offset is known within half of it.
-    pub rtt_ms: u64,
-    /// Whether the offset surely exceeds `max_clock_skew`.
+    /// This node's clock minus the leader's, in milliseconds; none on the leader, or when the
+    /// leader did not answer.
+    pub offset_ms: Option<i64>,
+    /// The round trip of the leader's sample, in milliseconds: the offset is known within half
+    /// of it.
+    pub rtt_ms: Option<u64>,
+    /// Whether this node's clock surely differs by more than `max_clock_skew` from those of a
+    /// quorum of the voters.
     pub skewed: bool,
 }
 
@@ -687,7 +690,7 @@ impl Node {
     /// This node's view of itself.
     pub fn status(&self) -> NodeStatus {
         let metrics = self.raft.metrics().borrow().clone();
-        let sample = self.clock_sample().filter(|_| !self.is_leader());
+        let sample = self.clock_sample();
         NodeStatus {
             id: self.id,
             api_addr: self.api_addr.clone(),
@@ -704,7 +707,7 @@ impl Node {
             term: metrics.current_term,
             last_log_index: metrics.last_log_index.unwrap_or(0),
             applied: metrics.last_applied.map_or(0, |id| id.index),
-            clock_offset_ms: sample.map(|s| s.offset_ms),
+            clock_offset_ms: sample.and_then(|s| s.offset_ms),
             clock_skewed: sample.is_some_and(|s| s.skewed),
         }
     }
@@ -826,32 +829,76 @@ impl Node {
         }
     }
 
-    /// Compares this node's clock with the leader's once, and stops or resumes standing for
-    /// election accordingly.
+    /// Compares this node's clock with every other voter's once, and stops or resumes standing
+    /// for election accordingly.
+    ///
+    /// The verdict is taken against a quorum of the voters rather than against the leader
+    /// alone, since the leader's clock may be the wrong one: this node is skewed when its clock
+    /// surely differs by more than `max_clock_skew` from a quorum's, and agrees when a quorum
+    /// (counting itself) agrees with it. With too few answers to tell (peers down), the last
+    /// verdict stands: a node found skewed before its leader failed does not stand after.
     async fn sample_clock(&self) {
-        let Some((_, addr)) = self.remote_leader() else {
-            if self.is_leader() {
-                self.record_clock(None);
+        let (others, voters, leader) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            let voters: Vec<u64> = membership.voter_ids().collect();
+            let others: Vec<(u64, String)> = voters
+                .iter()
+                .filter(|id| **id != self.id)
+                .filter_map(|id| Some((*id, membership.get_node(id)?.addr.clone())))
+                .collect();
+            (others, voters.len(), metrics.current_leader)
+        };
+        if others.is_empty() {
+            self.record_clock(None);
+            return;
+        }
+        let mut calls = tokio::task::JoinSet::new();
+        for (id, addr) in others {
+            let (peers, clock) = (self.peers.clone(), self.clock.clone());
+            calls.spawn(async move {
+                let sent = clock.now_ms();
+                let reply = peers
+                    .call(&addr, PeerRequest::Clock, PEER_CALL_TIMEOUT)
+                    .await;
+                let received = clock.now_ms();
+                match reply {
+                    Ok(PeerReply::Clock { now_ms }) => Some((id, sent, received, now_ms)),
+                    _ => None,
+                }
+            });
+        }
+        let max_skew = self.max_clock_skew.as_millis() as u64;
+        let (mut agree, mut disagree) = (1, 0);
+        let mut to_leader = None;
+        while let Some(answer) = calls.join_next().await {
+            let Ok(Some((id, sent, received, peer_now))) = answer else {
+                continue;
+            };
+            let rtt = received.saturating_sub(sent);
+            let offset = (sent + rtt / 2) as i64 - peer_now as i64;
+            if offset.unsigned_abs().saturating_sub(rtt / 2) > max_skew {
+                disagree += 1;
+            } else {
+                agree += 1;
             }
-            return;
+            if Some(id) == leader {
+                to_leader = Some((offset, rtt));
+            }
+        }
+        let quorum = voters / 2 + 1;
+        let before = self.clock_sample();
+        let skewed = if disagree >= quorum {
+            true
+        } else if agree >= quorum {
+            false
+        } else {
+            before.is_some_and(|s| s.skewed)
         };
-        let sent = self.clock.now_ms();
-        let reply = self
-            .peers
-            .call(&addr, PeerRequest::Clock, PEER_CALL_TIMEOUT)
-            .await;
-        let received = self.clock.now_ms();
-        let Ok(PeerReply::Clock { now_ms: leader_now }) = reply else {
-            return;
-        };
-        let rtt = received.saturating_sub(sent);
-        let midpoint = sent + rtt / 2;
-        let offset = midpoint as i64 - leader_now as i64;
-        let skewed =
-            offset.unsigned_abs().saturating_sub(rtt / 2) > self.max_clock_skew.as_millis() as u64;
         self.record_clock(Some(ClockSample {
-            offset_ms: offset,
-            rtt_ms: rtt,
+            offset_ms: to_leader.map(|(offset, _)| offset),
+            rtt_ms: to_leader.map(|(_, rtt)| rtt),
             skewed,
         }));
     }
@@ -868,14 +915,14 @@ impl Node {
         let was_skewed = before.is_some_and(|s| s.skewed);
         if skewed && !was_skewed {
             tracing::warn!(
-                offset_ms = sample.map_or(0, |s| s.offset_ms),
+                offset_ms = sample.and_then(|s| s.offset_ms),
                 max_clock_skew_ms = self.max_clock_skew.as_millis() as u64,
-                "this node's clock differs from the leader's by more than max_clock_skew; it \
-                 will not stand for election until the clocks agree"
+                "this node's clock differs from most of the cluster's by more than \
+                 max_clock_skew; it will not stand for election until the clocks agree"
             );
         } else if was_skewed && !skewed {
             tracing::info!(
-                "this node's clock agrees with the leader's again; it may stand for election"
+                "this node's clock agrees with the cluster's again; it may stand for election"
             );
         }
         self.raft.runtime_config().elect(!skewed);

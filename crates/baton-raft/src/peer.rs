@@ -90,7 +90,8 @@ pub struct NodeStatus {
     /// This node's clock minus the leader's, measured over the peer connection; none on the
     /// leader itself or before a first sample.
     pub clock_offset_ms: Option<i64>,
-    /// Whether the offset exceeds `max_clock_skew`; such a node does not stand for election.
+    /// Whether this node's clock is off those of a quorum of the voters by more than
+    /// `max_clock_skew`; such a node does not stand for election.
     pub clock_skewed: bool,
 }
 

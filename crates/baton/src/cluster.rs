@@ -139,6 +139,7 @@ fn print_status(body: &Value) {
         let clock = match (&s["clock_offset_ms"], s["clock_skewed"].as_bool()) {
             (Value::Number(ms), Some(true)) => format!("{ms}ms SKEW"),
             (Value::Number(ms), _) => format!("{ms}ms"),
+            (_, Some(true)) => "SKEW".to_owned(),
             _ => "-".to_owned(),
         };
         out(&format!(
