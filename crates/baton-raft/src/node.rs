@@ -396,7 +396,16 @@ impl Node {
             now: self.now(),
             op,
         };
-        match self.raft.client_write(cmd).await {
+        // openraft answers a write once it is applied or truncated. A node restarted as the
+        // leader of its old term accepts writes that may be neither for a long time after it
+        // steps down: give up after the leader patience, like a forwarded write does.
+        let written = tokio::time::timeout(LEADER_PATIENCE, self.raft.client_write(cmd)).await;
+        let Ok(written) = written else {
+            return Err(ProposeError::Unavailable(
+                "the write was not committed in time; it may or may not have been applied".into(),
+            ));
+        };
+        match written {
             Ok(resp) => {
                 let output = resp.data?;
                 Ok(Committed {
