@@ -20,7 +20,7 @@
 //! At the end the network heals, every node comes back, and once all have applied the same
 //! revision their states must be equal and hold every acknowledged write.
 //!
-//! `BATON_SIM_SEEDS=n` runs seeds 0..n (default 96), `BATON_SIM_SEED=s` runs seed `s` only.
+//! `BATON_SIM_SEEDS=n` runs seeds 0..n (default 64), `BATON_SIM_SEED=s` runs seed `s` only.
 //! The schedule of faults and client operations is a function of the seed; openraft draws its
 //! election timeouts from the thread's RNG, so two runs of a seed may interleave differently.
 
@@ -81,7 +81,7 @@ fn cluster_keeps_its_promises_under_faults() {
         Ok(s) => vec![s.parse().expect("BATON_SIM_SEED is a number")],
         Err(_) => {
             let n = std::env::var("BATON_SIM_SEEDS")
-                .map_or(96, |s| s.parse().expect("BATON_SIM_SEEDS is a number"));
+                .map_or(64, |s| s.parse().expect("BATON_SIM_SEEDS is a number"));
             (0..n).collect()
         }
     };
