@@ -394,8 +394,10 @@ impl Node {
 
     /// Stamps `op` with this node's clock, replicates it and returns its output once applied.
     /// Refuses with [`ProposeError::NotLeader`] when another node leads. A leader cut off from
-    /// its quorum gives up after a while: the entry may still be committed (if the cut heals
-    /// before another leader is elected) or be discarded.
+    /// its quorum, or restarted as the leader of a term that has since ended (openraft answers
+    /// a write only once it is applied or truncated), gives up after the leader patience: the
+    /// entry may still be committed (if the cut heals before another leader is elected) or be
+    /// discarded.
     pub async fn propose_local(&self, op: Op) -> Result<Committed, ProposeError> {
         let cmd = Command {
             now: self.now(),
