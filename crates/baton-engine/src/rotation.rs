@@ -6,11 +6,14 @@ use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use baton_core::{CommandError, Intent, Op, Output, RotationReason, Timestamp};
-use baton_issuers::MintRequest;
+use baton_issuers::{IssueError, MintRequest};
 use baton_raft::ProposeError;
 
 use crate::metrics::{CredentialLabel, Outcome};
 use crate::Engine;
+
+/// How long before its intent's deadline, besides the clock skew, an issuer call is cut short.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(1);
 
 /// A committed rotation.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,10 +161,40 @@ impl Engine {
             intent: &intent,
             policy: &policy,
         };
-        if issuer.call_timeout().is_some() {
-            self.called(name);
-        }
-        match baton_issuers::mint(&issuer, request).await {
+        let minted = match issuer.call_timeout() {
+            None => baton_issuers::mint(&issuer, request).await,
+            Some(_) => {
+                // Once the intent's deadline passes, another node may begin this rotation
+                // again, so the call must be over by then, with the clocks' disagreement to
+                // spare. An intent committed late (its proposal waited out a partition, say)
+                // leaves less time than the issuer's timeout, or none.
+                let spare = node.max_clock_skew() + DEADLINE_MARGIN;
+                let left = intent
+                    .deadline
+                    .as_millis()
+                    .saturating_sub(node.now().as_millis());
+                let Some(budget) = Duration::from_millis(left)
+                    .checked_sub(spare)
+                    .filter(|b| !b.is_zero())
+                else {
+                    let error = "the rotation intent was committed too close to its deadline \
+                                 to call the issuer"
+                        .to_owned();
+                    self.fail(name, intent.fence, error.clone(), node.now())
+                        .await?;
+                    return Err(RotateError::Unavailable(error));
+                };
+                self.called(name);
+                let kind = issuer.kind();
+                tokio::time::timeout(budget, baton_issuers::mint(&issuer, request))
+                    .await
+                    .unwrap_or(Err(IssueError::OutcomeUnknown {
+                        kind,
+                        timeout: budget,
+                    }))
+            }
+        };
+        match minted {
             Ok(minted) => {
                 if let Some(note) = &minted.note {
                     tracing::warn!(credential = %name, note = %note, "issuer answer adjusted");

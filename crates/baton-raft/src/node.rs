@@ -375,7 +375,12 @@ impl Node {
         }
     }
 
-    /// This node's clock compared with the leader's, once measured.
+    /// How far this node's clock may be from the others' (`max_clock_skew`).
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
+
+    /// This node's clock compared with the other voters', once measured.
     pub fn clock_sample(&self) -> Option<ClockSample> {
         *self
             .clock_sample

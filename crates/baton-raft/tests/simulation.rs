@@ -20,7 +20,7 @@
 //! At the end the network heals, every node comes back, and once all have applied the same
 //! revision their states must be equal and hold every acknowledged write.
 //!
-//! `BATON_SIM_SEEDS=n` runs seeds 0..n (default 64), `BATON_SIM_SEED=s` runs seed `s` only.
+//! `BATON_SIM_SEEDS=n` runs seeds 0..n (default 200), `BATON_SIM_SEED=s` runs seed `s` only.
 //! The schedule of faults and client operations is a function of the seed; openraft draws its
 //! election timeouts from the thread's RNG, so two runs of a seed may interleave differently.
 
@@ -81,7 +81,7 @@ fn cluster_keeps_its_promises_under_faults() {
         Ok(s) => vec![s.parse().expect("BATON_SIM_SEED is a number")],
         Err(_) => {
             let n = std::env::var("BATON_SIM_SEEDS")
-                .map_or(64, |s| s.parse().expect("BATON_SIM_SEEDS is a number"));
+                .map_or(200, |s| s.parse().expect("BATON_SIM_SEEDS is a number"));
             (0..n).collect()
         }
     };
@@ -920,9 +920,38 @@ impl Rotator {
             intent.fence
         ));
 
+        // As the engine does: the call must be over before the intent's deadline, with the
+        // clock skew and a margin to spare; an intent committed too late is closed uncalled.
+        let spare = node.max_clock_skew() + Duration::from_secs(1);
+        let left = intent
+            .deadline
+            .as_millis()
+            .saturating_sub(node.now().as_millis());
+        let Some(budget) = Duration::from_millis(left)
+            .checked_sub(spare)
+            .filter(|b| !b.is_zero())
+        else {
+            world.event(format!(
+                "{name} fence {} committed too close to its deadline",
+                intent.fence
+            ));
+            let fail = Op::FailRotation {
+                name: name.to_owned(),
+                fence: intent.fence,
+                error: "committed too close to its deadline".into(),
+                retry_at: node.now(),
+                unknown: false,
+            };
+            world.attempted(&fail);
+            let out = submitted(node.propose(fail.clone()).await);
+            world.record(&fail, &out);
+            return;
+        };
+        let limit = ISSUER_TIMEOUT.min(budget);
+
         lock(&self.last_call).insert(name.to_owned(), Instant::now());
         let call = world.call_issuer(name, &intent);
-        sleep(call.takes.min(ISSUER_TIMEOUT)).await;
+        sleep(call.takes.min(limit)).await;
 
         let op = if call.refuses {
             let attempts = node
@@ -936,7 +965,7 @@ impl Rotator {
                 retry_at: node.now().add_millis(wait.as_millis() as u64),
                 unknown: false,
             }
-        } else if call.takes > ISSUER_TIMEOUT {
+        } else if call.takes > limit {
             world.event(format!(
                 "{name} fence {} issuer call timed out",
                 intent.fence
