@@ -333,6 +333,17 @@ pub(crate) async fn guard(state: AppState, req: Request, next: Next) -> Response
     } else {
         match authenticate(&app, &req) {
             Ok(p) => Some(p),
+            // A cluster node that joined no cluster yet knows no token at all.
+            Err(_) if !app.node.is_initialized() => {
+                let response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_in_cluster",
+                    "this node belongs to no cluster yet: run `baton cluster init` or \
+                     `baton cluster join` first",
+                )
+                .into_response();
+                return finish(&app, audited, &audit, None, response);
+            }
             Err(why) => return finish(&app, audited, &audit, None, unauthorized(why)),
         }
     };

@@ -141,6 +141,15 @@ impl From<RotateError> for ApiError {
             RotateError::Issuer(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "issuer_failed", e.to_string())
             }
+            RotateError::OutcomeUnknown(_) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "issuer_outcome_unknown",
+                e.to_string(),
+            ),
+            RotateError::Unavailable(message) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                    .retry_after(1)
+            }
             other => ApiError::internal("the rotation could not be completed", other),
         }
     }

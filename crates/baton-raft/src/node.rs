@@ -616,7 +616,12 @@ impl Node {
             .peers
             .call(&addr, PeerRequest::Hello, PEER_CALL_TIMEOUT)
             .await
-            .map_err(|e| ProposeError::Invalid(format!("the node to add did not answer: {e}")))?;
+            .map_err(|e| {
+                ProposeError::Invalid(format!(
+                    "cannot reach the node to add ({e}); check its peer address and that it runs \
+                     with the same cluster secret"
+                ))
+            })?;
         let PeerReply::Hello(info) = hello else {
             return Err(unexpected(hello));
         };
@@ -631,7 +636,10 @@ impl Node {
                 )));
             }
             if membership.voter_ids().any(|v| v == info.id) {
-                return Ok(info);
+                return Err(ProposeError::Invalid(format!(
+                    "node {} ({addr}) is already a voter of this cluster",
+                    info.id
+                )));
             }
         } else if info.initialized {
             return Err(ProposeError::Invalid(format!(
@@ -652,10 +660,56 @@ impl Node {
             .map_err(|e| {
                 ProposeError::Unavailable(format!("cannot make node {} a voter: {e}", info.id))
             })?;
+        // Answer once the new node has applied the state (tokens included), so that it
+        // serves clients as soon as the join is reported.
+        let target = self
+            .raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |id| id.index);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = self
+                .peers
+                .call(&addr, PeerRequest::Status, PEER_CALL_TIMEOUT)
+                .await;
+            if matches!(&reply, Ok(PeerReply::Status(status)) if status.applied >= target) {
+                break;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(
+                    node = info.id,
+                    "the new node is a voter but still catching up"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(NodeInfo {
             initialized: true,
             ..info
         })
+    }
+
+    /// The members recorded in this node's store, by id with their peer addresses; empty for a
+    /// node that belongs to no cluster.
+    pub async fn recorded_members(&self) -> BTreeMap<u64, String> {
+        if !self.raft.is_initialized().await.unwrap_or(false) {
+            return BTreeMap::new();
+        }
+        let mut metrics = self.raft.metrics();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            metrics.wait_for(|m| m.membership_config.membership().nodes().next().is_some()),
+        )
+        .await;
+        let membership = metrics.borrow().membership_config.clone();
+        membership
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect()
     }
 
     /// Takes node `id` out of the cluster. Runs on the leader, wherever it is asked.

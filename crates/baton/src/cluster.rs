@@ -25,13 +25,13 @@ pub enum ClusterCommand {
         peer: String,
     },
     /// Add the node whose peer listener is at PEER_ADDR: it catches up as a learner, then
-    /// becomes a voter. Ask any member (--addr).
+    /// becomes a voter. Ask any member (--addr), with an admin token (BATON_TOKEN).
     Join {
         /// The new node's peer address (its --peer-listen or --peer-advertise).
         #[arg(value_name = "PEER_ADDR")]
         peer: String,
     },
-    /// Take node ID out of the cluster.
+    /// Take node ID out of the cluster. Ask any member, with an admin token.
     Remove {
         /// The node's id (its --node-id).
         id: u64,
@@ -46,8 +46,9 @@ pub enum ClusterCommand {
 
 pub async fn run(remote: &crate::client::Remote, cmd: ClusterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ClusterCommand::Init { peer } => init(&peer).await,
+        ClusterCommand::Init { peer } => init(&peer_addr(&peer)?).await,
         ClusterCommand::Join { peer } => {
+            let peer = peer_addr(&peer)?;
             let client = Client::new(remote)?;
             let body = client
                 .call(
@@ -87,6 +88,20 @@ pub async fn run(remote: &crate::client::Remote, cmd: ClusterCommand) -> anyhow:
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Checks that `addr` is a peer address, HOST:PORT.
+fn peer_addr(addr: &str) -> anyhow::Result<String> {
+    let addr = addr.trim();
+    if addr.contains("://") {
+        anyhow::bail!("give the peer address as HOST:PORT, without a scheme (not `{addr}`)");
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(addr.to_owned())
+        }
+        _ => anyhow::bail!("`{addr}` is not a peer address: give HOST:PORT, e.g. 10.0.0.2:7172"),
     }
 }
 

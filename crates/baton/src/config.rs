@@ -225,7 +225,7 @@ fn cluster_settings(
     let Some(peer_listen) = peer_listen.or(raw.peer_listen) else {
         anyhow::ensure!(
             peer_advertise.is_none() && raw.peer_advertise.is_none(),
-            "peer_advertise needs peer_listen"
+            "--peer-advertise (peer_advertise) needs --peer-listen (peer_listen)"
         );
         return Ok(None);
     };
@@ -294,7 +294,8 @@ impl ServeConfig {
             !(auth.audit_required && auth.audit_log.is_none()),
             "audit_required = true needs an audit_log"
         );
-        let node_id = args.node_id.or(raw.cluster.node_id).unwrap_or(1);
+        let given_id = args.node_id.or(raw.cluster.node_id);
+        let node_id = given_id.unwrap_or(1);
         anyhow::ensure!(node_id > 0, "node_id must be at least 1");
         let snapshot_logs = raw.cluster.snapshot_logs.unwrap_or(5000);
         anyhow::ensure!(
@@ -302,6 +303,11 @@ impl ServeConfig {
             "cluster.snapshot_logs must be at least 10"
         );
         let cluster = cluster_settings(raw.cluster, args.peer_listen, args.peer_advertise)?;
+        anyhow::ensure!(
+            cluster.is_none() || given_id.is_some(),
+            "a cluster node needs its own id: give --node-id N (or cluster.node_id), different on \
+             every node"
+        );
         Ok(ServeConfig {
             node_id,
             cluster,

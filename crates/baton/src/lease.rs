@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 use crate::client::{out, Remote};
 
+/// How long a lease command waits for an answer beyond its own wait: longer than a server
+/// looks for a leader (10 s), so that its answer, not a client timeout, is what is reported.
+const SERVER_PATIENCE: Duration = Duration::from_secs(15);
+
 /// `baton lease ...`: one call each, for people (terse) and scripts (`--json`).
 #[derive(Debug, Subcommand)]
 pub enum LeaseCommand {
@@ -213,7 +217,7 @@ impl LeaseClient {
         });
         let req = self.http.post(self.url(name, "/acquire")?).json(&body);
         let sent = Instant::now();
-        let answer = self.call(req, wait + Duration::from_secs(10)).await?;
+        let answer = self.call(req, wait + SERVER_PATIENCE).await?;
         Ok(grant(name, holder, ttl, sent, answer))
     }
 
@@ -231,7 +235,7 @@ impl LeaseClient {
     pub async fn release(&self, name: &str, holder: &str, fence: u64) -> Result<Value, LeaseError> {
         let body = json!({ "holder": holder, "fence": fence });
         let req = self.http.post(self.url(name, "/release")?).json(&body);
-        self.call(req, Duration::from_secs(10)).await
+        self.call(req, SERVER_PATIENCE).await
     }
 
     /// The lease now, or once it changed after revision `after` (waiting at most `wait`).
@@ -246,7 +250,7 @@ impl LeaseClient {
             query.push(("after", after.to_string()));
         }
         let req = self.http.get(self.url(name, "")?).query(&query);
-        self.call(req, wait + Duration::from_secs(10)).await
+        self.call(req, wait + SERVER_PATIENCE).await
     }
 }
 
@@ -301,7 +305,7 @@ pub async fn run(remote: &Remote, cmd: LeaseCommand) -> anyhow::Result<ExitCode>
             json,
         } => {
             let held = Grant::known(&name, &holder, fence);
-            let g = client.renew(&held, Duration::from_secs(10)).await?;
+            let g = client.renew(&held, SERVER_PATIENCE).await?;
             let text = format!(
                 "renewed {name}: fence {fence}, expires {}",
                 g.body["expires_at"].as_str().unwrap_or("?")

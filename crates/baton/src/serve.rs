@@ -222,6 +222,7 @@ async fn start_member(
         .clone()
         .unwrap_or_else(|| peer_addr.to_string());
     let id = node_config.node_id;
+    let advertise = node_config.advertise.clone();
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(std::time::Duration::from_secs(30))
@@ -241,11 +242,34 @@ async fn start_member(
         }
     });
     tracing::info!(node = id, "listening for peers on {peer_addr}");
-    if !node.is_initialized() {
+    let members = node.recorded_members().await;
+    if members.is_empty() {
         tracing::info!(
             node = id,
-            "this node belongs to no cluster yet: run `baton cluster init {peer_addr}` to make \
-             it the first member, or `baton cluster join {peer_addr}` against a member to add it"
+            "this node belongs to no cluster yet: run `baton cluster init {advertise}` to make \
+             it the first member, or `baton cluster join {advertise}` against a member to add it"
+        );
+    } else if let Some(recorded) = members.get(&id) {
+        if *recorded != advertise {
+            node.shutdown().await;
+            anyhow::bail!(
+                "the cluster knows node {id} at the peer address {recorded}, but this node \
+                 would be reached at {advertise}: start it with --peer-listen (or \
+                 --peer-advertise) {recorded}, or remove it from the cluster and join it again \
+                 with an empty data directory"
+            );
+        }
+    } else if let Some((owner, _)) = members.iter().find(|(_, addr)| **addr == advertise) {
+        node.shutdown().await;
+        anyhow::bail!(
+            "this data directory belongs to node {owner} (peer address {advertise}), not to \
+             node {id}: start it with --node-id {owner}"
+        );
+    } else {
+        tracing::warn!(
+            node = id,
+            "this node was removed from its cluster: it takes part in nothing and its data may \
+             be stale; to bring it back, delete its data directory and join it again"
         );
     }
     Ok(node)

@@ -604,3 +604,79 @@ async fn a_lease_is_neither_extended_nor_lost_by_a_leader_change() {
         taken_at.duration_since(end + skew).unwrap_or_default()
     );
 }
+
+/// Runs `baton serve` expecting it to refuse to start; returns what it printed.
+fn serve_refused(dir: &Path, listen: &str, args: &[&str]) -> String {
+    let mut child = Command::new(common::BIN)
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(dir)
+        .args(args)
+        .env("BATON_CLUSTER_SECRET", common::cluster::SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert!(!status.success(), "it started: {stderr}");
+            return stderr;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("baton serve {args:?} did not refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_restarted_with_another_address_or_id_is_refused() {
+    let mut cluster = Cluster::start(3, "").await;
+    cluster.wait_caught_up(Duration::from_secs(20)).await;
+    cluster.kill9(2);
+    let (dir, listen, peer) = {
+        let m = &cluster.members[2];
+        (m.dir.clone(), m.listen.clone(), m.peer.clone())
+    };
+
+    let moved = common::cluster::free_addr();
+    let stderr = serve_refused(&dir, &listen, &["--node-id", "3", "--peer-listen", &moved]);
+    assert!(
+        stderr.contains(&format!(
+            "the cluster knows node 3 at the peer address {peer}"
+        )),
+        "{stderr}"
+    );
+    let stderr = serve_refused(&dir, &listen, &["--node-id", "7", "--peer-listen", &peer]);
+    assert!(
+        stderr.contains("this data directory belongs to node 3"),
+        "{stderr}"
+    );
+    let stderr = serve_refused(&dir, &listen, &["--peer-listen", &peer]);
+    assert!(stderr.contains("needs its own id"), "{stderr}");
+
+    // With its own id and address it comes back and catches up.
+    cluster.start_member(2);
+    cluster.wait_caught_up(Duration::from_secs(30)).await;
+    assert!(!cluster
+        .server(2)
+        .logs()
+        .contains("belongs to no cluster yet"));
+
+    // Joining a member again says so.
+    let (ok, _, stderr) = cluster.cli(0, &["cluster", "join", &peer]);
+    assert!(!ok);
+    assert!(stderr.contains("already a voter"), "{stderr}");
+    let (ok, _, stderr) = cluster.cli(0, &["cluster", "join", &format!("http://{peer}")]);
+    assert!(!ok);
+    assert!(stderr.contains("without a scheme"), "{stderr}");
+}
