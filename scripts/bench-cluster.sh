@@ -24,8 +24,9 @@
 #   Rounds are interleaved (the order of the two systems alternates every round), so
 #   machine noise hits both; the script prints each median, baton/etcd per workload
 #   (target: >= 1.0), and the CPU used by the servers (the three processes of a system
-#   together) and by wrk during its rounds, to tell whether the servers or the load
-#   generator are the bottleneck (the client runs on the same machine).
+#   together), by wrk, and by everything else on the machine ("other") during its rounds,
+#   to tell whether the servers or the load generator are the bottleneck (the client runs
+#   on the same machine), and whether other work competed for the CPUs.
 #   Any non-2xx answer is reported with its round; the script then exits with status 1
 #   after its report.
 #
@@ -157,6 +158,9 @@ procs_ticks() {
     done
     echo "$s"
 }
+# CPU ticks every process on the machine has used so far (user, nice, system, irq, softirq,
+# steal), to tell how much other work ran during a round.
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
 # Seconds of CPU used by this shell's waited-for children (and their descendants).
 # `times` must run in this shell (a $(...) subshell starts from zero): it writes to
 # a file, and the caller reads CHILD_CPU.
@@ -311,15 +315,15 @@ done
 
 ERRORS=0
 run_round() {
-    local system=$1 workload=$2 i=$3 out="$WORK/wrk-$2-$1-$3.txt" s0 s1 c0 c1 t0 t1 pids
+    local system=$1 workload=$2 i=$3 out="$WORK/wrk-$2-$1-$3.txt" s0 s1 c0 c1 m0 m1 t0 t1 pids
     if [[ $system == baton ]]; then pids=("${BATON_PIDS[@]}"); else pids=("${ETCD_PIDS[@]}"); fi
     # a top snapshot from the middle of the first round, for the record
     if [[ $i == 1 ]]; then
         (sleep "$((DURATION / 2))"; top -b -n 2 -d 1 -w 200 >"$WORK/top-$workload-$system.txt" 2>&1) &
     fi
-    s0=$(procs_ticks "${pids[@]}"); children_cpu; c0=$CHILD_CPU; t0=$(date +%s.%N)
+    m0=$(machine_ticks); s0=$(procs_ticks "${pids[@]}"); children_cpu; c0=$CHILD_CPU; t0=$(date +%s.%N)
     run_wrk "$system" "$workload" "$DURATION" "$out"
-    t1=$(date +%s.%N); s1=$(procs_ticks "${pids[@]}"); children_cpu; c1=$CHILD_CPU
+    t1=$(date +%s.%N); s1=$(procs_ticks "${pids[@]}"); children_cpu; c1=$CHILD_CPU; m1=$(machine_ticks)
     local rate non2xx wrk_non2xx sockerr anomalies p50 p99 unit
     if [[ $workload == put ]]; then unit=writes/s; else unit=pairs/s; fi
     rate=$(awk '$1 == "writes/sec" || $1 == "pairs/sec" { print $2 }' "$out")
@@ -331,16 +335,19 @@ run_round() {
     p99=$(awk '$1 == "99%" { print $2 }' "$out")
     [[ -n "$rate" ]] || { cat "$out" >&2; die "could not parse wrk output ($system $workload)"; }
     echo "$rate" >>"$WORK/$workload-$system.rate"
-    local srv cli
+    local srv cli other
     srv=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", (b - a) / hz / (t1 - t0) * 100 }')
     cli=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", (b - a) / (t1 - t0) * 100 }')
-    echo "$srv $cli" >>"$WORK/$workload-$system.cpu"
+    # everything else: the other system's idle servers, this script, and any other work
+    other=$(awk -v m0="$m0" -v m1="$m1" -v a="$s0" -v b="$s1" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" \
+        'BEGIN { o = ((m1 - m0) - (b - a)) / hz - (c1 - c0); if (o < 0) o = 0; printf "%.0f", o / (t1 - t0) * 100 }')
+    echo "$srv $cli $other" >>"$WORK/$workload-$system.cpu"
     local warn=
     if [[ "${non2xx:-0}" != 0 || -n "$wrk_non2xx" || -n "$sockerr" || "${anomalies:-0}" != 0 ]]; then
         ERRORS=1
         warn="  !!! NON-2xx: ${wrk_non2xx:-${non2xx:-0}}${sockerr:+  $sockerr}${anomalies:+  anomalies: $anomalies} (first bodies in $out)"
     fi
-    log "round $i $workload $system: $rate $unit  p50 $p50 p99 $p99 (per request)  cpu servers ${srv}% wrk ${cli}% (of $((NCPU * 100))%)$warn"
+    log "round $i $workload $system: $rate $unit  p50 $p50 p99 $p99 (per request)  cpu servers ${srv}% wrk ${cli}% other ${other}% (of $((NCPU * 100))%)$warn"
 }
 
 for i in $(seq 1 "$ROUNDS"); do
@@ -390,7 +397,7 @@ for w in put lease; do
     echo "  etcd rounds:  $(paste -sd' ' "$WORK/$w-etcd.rate")"
     echo "  baton median: $bm   etcd median: $em"
     printf '  ratio baton/etcd: %s  (target >= 1.0: %s)\n' "$ratio" "$(awk -v r="$ratio" 'BEGIN { print (r >= 1.0 ? "met" : "NOT met") }')"
-    echo "  mean CPU during rounds (100% = one core): $(awk '{ s += $1; c += $2 } END { printf "baton nodes %.0f%%, wrk %.0f%%", s / NR, c / NR }' "$WORK/$w-baton.cpu"); $(awk '{ s += $1; c += $2 } END { printf "etcd members %.0f%%, wrk %.0f%%", s / NR, c / NR }' "$WORK/$w-etcd.cpu")"
+    echo "  mean CPU during rounds (100% = one core): $(awk '{ s += $1; c += $2; o += $3 } END { printf "baton nodes %.0f%%, wrk %.0f%%, other %.0f%%", s / NR, c / NR, o / NR }' "$WORK/$w-baton.cpu"); $(awk '{ s += $1; c += $2; o += $3 } END { printf "etcd members %.0f%%, wrk %.0f%%, other %.0f%%", s / NR, c / NR, o / NR }' "$WORK/$w-etcd.cpu")"
     RESULT+="$w=$ratio "
 done
 [[ "$BATON_LEADER_END" == "$BATON_LEADER" ]] || echo "WARNING: the baton leader moved during the rounds (node $BATON_LEADER -> $BATON_LEADER_END)"
