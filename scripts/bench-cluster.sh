@@ -403,6 +403,10 @@ done
 [[ "$BATON_LEADER_END" == "$BATON_LEADER" ]] || echo "WARNING: the baton leader moved during the rounds (node $BATON_LEADER -> $BATON_LEADER_END)"
 [[ "$ETCD_STILL_LEADS" == yes ]] || echo "WARNING: the etcd leader moved during the rounds"
 echo "ratios: $RESULT"
+busy=$(cat "$WORK"/*.cpu | awk '$3 > 25 { n++ } END { print n + 0 }')
+if ((busy)); then
+    echo "WARNING: in $busy of $((4 * ROUNDS)) rounds other work used more than a quarter of a CPU (the 'other' figures above): the machine was not quiet, and the figures are disturbed"
+fi
 echo "total time: $((SECONDS - START_TS)) s"
 if [[ $ERRORS != 0 ]]; then
     echo "!!! WARNING: some rounds had non-2xx answers, socket errors or anomalies (see the round lines above): their figures are not to be trusted"
