@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -39,9 +39,15 @@ impl LogStore {
             .map_err(io_error)
     }
 
-    fn write_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), openraft::AnyError> {
+    fn write_meta<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<(), openraft::AnyError> {
         let bytes = self.sealer.encode(value).map_err(io_error)?;
-        let tx = self.db.begin_write().map_err(io_error)?;
+        let mut tx = self.db.begin_write().map_err(io_error)?;
+        tx.set_durability(durability);
         tx.open_table(LOG_META)
             .map_err(io_error)?
             .insert(key, bytes.as_slice())
@@ -108,7 +114,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> StorageResult<()> {
-        self.write_meta("vote", vote)
+        self.write_meta("vote", vote, Durability::Immediate)
             .map_err(|e| StorageIOError::write_vote(e).into())
     }
 
@@ -117,8 +123,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read_vote(e).into())
     }
 
+    /// The committed index is a hint: the state machine commits each applied batch durably,
+    /// with its applied index, so losing the last few saves to a crash loses nothing (the
+    /// leader tells a restarted node again). It is written without a flush of its own, and
+    /// reaches the disk with the next durable transaction (a log append or an apply).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
-        self.write_meta("committed", &committed)
+        self.write_meta("committed", &committed, Durability::None)
             .map_err(|e| StorageIOError::write(e).into())
     }
 
@@ -169,7 +179,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(index = log_id.index, "purging the log");
         // Record the purge point first: a crash between the two steps leaves entries that
         // are already covered by it, which is harmless.
-        self.write_meta("last_purged", &log_id)
+        self.write_meta("last_purged", &log_id, Durability::Immediate)
             .and_then(|()| self.remove_range(..=log_id.index))
             .map_err(|e| StorageIOError::write_logs(e).into())
     }
