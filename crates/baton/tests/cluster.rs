@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
-use common::http_with;
+use common::{http_with, Server};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -679,4 +679,45 @@ async fn a_member_restarted_with_another_address_or_id_is_refused() {
     let (ok, _, stderr) = cluster.cli(0, &["cluster", "join", &format!("http://{peer}")]);
     assert!(!ok);
     assert!(stderr.contains("without a scheme"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_node_in_no_cluster_yet_says_so() {
+    let dir = common::temp_dir();
+    let listen = common::cluster::free_addr();
+    let peer = common::cluster::free_addr();
+    let server = Server::start_member(
+        &[],
+        dir.path(),
+        &listen,
+        &["--node-id", "1", "--peer-listen", &peer],
+        &[("BATON_CLUSTER_SECRET", common::cluster::SECRET)],
+    );
+    assert!(
+        server
+            .logs()
+            .contains(&format!("run `baton cluster init {peer}`")),
+        "{}",
+        server.logs()
+    );
+    let token = format!("btn_{}", "0".repeat(64));
+    let resp = http_with(&token)
+        .get(format!("http://{listen}/v1/credentials"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("not_in_cluster"), "{body}");
+
+    // A wrong secret is named as such.
+    let out = Command::new(common::BIN)
+        .args(["cluster", "init", &peer])
+        .env("BATON_CLUSTER_SECRET", "not-the-secret-of-this-node")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is not this node's"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
 }
