@@ -140,7 +140,7 @@ fn print_status(body: &Value) {
         text(&body["node"])
     ));
     out(&format!(
-        "{:<6} {:<9} {:<8} {:<22} {:<22} {:>9} {:>6} {:>10}",
+        "{:<6} {:<11} {:<8} {:<22} {:<22} {:>9} {:>6} {:>10}",
         "NODE", "STATE", "VOTER", "PEER", "API", "APPLIED", "LAG", "CLOCK"
     ));
     let empty = Vec::new();
@@ -158,7 +158,7 @@ fn print_status(body: &Value) {
             _ => "-".to_owned(),
         };
         out(&format!(
-            "{:<6} {:<9} {:<8} {:<22} {:<22} {:>9} {:>6} {:>10}",
+            "{:<6} {:<11} {:<8} {:<22} {:<22} {:>9} {:>6} {:>10}",
             text(&m["id"]),
             state,
             if m["voter"].as_bool() == Some(true) {
