@@ -394,34 +394,6 @@ fn which_python() -> String {
     path
 }
 
-/// PUTs `key` = `value` through member `i` and returns whether the write was acknowledged.
-async fn put_kv(cluster: &Cluster, i: usize, key: &str, value: u64) -> bool {
-    let resp = cluster
-        .http()
-        .put(format!("{}/v1/kv/{key}", cluster.url(i)))
-        .json(&json!({ "value": value }))
-        .timeout(Duration::from_secs(15))
-        .send()
-        .await;
-    matches!(resp, Ok(r) if r.status().is_success())
-}
-
-/// The value of `key` in member `i`'s applied state.
-async fn local_kv(cluster: &Cluster, i: usize, key: &str) -> Option<Value> {
-    let resp = cluster
-        .http()
-        .get(format!("{}/v1/kv/{key}", cluster.url(i)))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    if !resp.status().is_success() {
-        return None;
-    }
-    let body: Value = resp.json().await.ok()?;
-    Some(body["value"].clone())
-}
-
 async fn acquire(cluster: &Cluster, i: usize, name: &str, holder: &str) -> Value {
     let resp = cluster
         .http()
@@ -443,7 +415,11 @@ async fn every_acknowledged_write_survives_killing_and_restarting_every_node() {
     let mut acked = Vec::new();
     for n in 0..60u64 {
         let key = format!("k{n}");
-        if put_kv(&cluster, (n % 3) as usize, &key, n).await {
+        if cluster
+            .put_kv((n % 3) as usize, &key, json!(n), Duration::from_secs(15))
+            .await
+            .is_ok()
+        {
             acked.push((key, n));
         }
     }
@@ -482,8 +458,8 @@ async fn every_acknowledged_write_survives_killing_and_restarting_every_node() {
     for i in 0..3 {
         for (key, value) in &acked {
             assert_eq!(
-                local_kv(&cluster, i, key).await,
-                Some(json!(value)),
+                cluster.local_kv(i, key).await.1,
+                json!(value),
                 "node {} lost {key}",
                 i + 1
             );
@@ -495,7 +471,10 @@ async fn every_acknowledged_write_survives_killing_and_restarting_every_node() {
     let again = acquire(&cluster, 0, "nightly", "web-2").await;
     assert!(again["fence"].as_u64().unwrap() > fence, "{again}");
     // The cluster still takes writes.
-    assert!(put_kv(&cluster, 1, "after", 1).await);
+    assert!(cluster
+        .put_kv(1, "after", json!(1), Duration::from_secs(15))
+        .await
+        .is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +489,10 @@ async fn a_node_that_was_down_catches_up_from_a_snapshot() {
     for n in 0..80u64 {
         let through = if n % 2 == 0 { leader } else { up };
         assert!(
-            put_kv(&cluster, through, &format!("k{n}"), n).await,
+            cluster
+                .put_kv(through, &format!("k{n}"), json!(n), Duration::from_secs(15))
+                .await
+                .is_ok(),
             "two of three members take writes"
         );
     }
@@ -518,8 +500,8 @@ async fn a_node_that_was_down_catches_up_from_a_snapshot() {
     cluster.wait_caught_up(Duration::from_secs(30)).await;
     for n in 0..80u64 {
         assert_eq!(
-            local_kv(&cluster, down, &format!("k{n}")).await,
-            Some(json!(n)),
+            cluster.local_kv(down, &format!("k{n}")).await.1,
+            json!(n),
             "k{n} on the member that was down"
         );
     }

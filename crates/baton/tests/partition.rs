@@ -190,37 +190,6 @@ fn version_of(body: &Option<Value>) -> Option<u64> {
     body.as_ref()?["versions"]["current"]["version"].as_u64()
 }
 
-async fn put_kv(cluster: &Cluster, i: usize, key: &str, timeout: Duration) -> Result<(), String> {
-    let resp = cluster
-        .http()
-        .put(format!("{}/v1/kv/{key}", cluster.url(i)))
-        .json(&json!({ "value": key }))
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        ))
-    }
-}
-
-async fn kv_status(cluster: &Cluster, i: usize, key: &str) -> u16 {
-    cluster
-        .http()
-        .get(format!("{}/v1/kv/{key}", cluster.url(i)))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_history() {
     if let Some(why) = unavailable() {
@@ -270,7 +239,9 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     let minority_version = version_of(&credential(&cluster, leader).await);
 
     // The minority takes no write: it answers an error (or nothing) and acknowledges none.
-    let refused = put_kv(&cluster, leader, "minority-write", Duration::from_secs(15)).await;
+    let refused = cluster
+        .put_kv(leader, "minority-write", json!(1), Duration::from_secs(15))
+        .await;
     eprintln!(
         "the cut-off member answered {refused:?} after {:?}",
         cut_at.elapsed()
@@ -284,7 +255,10 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
         let through = majority[n % 2];
         let mut tries = 0;
         loop {
-            match put_kv(&cluster, through, &key, Duration::from_secs(15)).await {
+            match cluster
+                .put_kv(through, &key, json!(n), Duration::from_secs(15))
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
                     tries += 1;
@@ -340,14 +314,14 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     for i in 0..3 {
         for key in &acked {
             assert_eq!(
-                kv_status(&cluster, i, key).await,
+                cluster.local_kv(i, key).await.0,
                 200,
                 "node {} lacks {key}",
                 i + 1
             );
         }
         assert_eq!(
-            kv_status(&cluster, i, "minority-write").await,
+            cluster.local_kv(i, "minority-write").await.0,
             404,
             "node {} holds the write the minority never committed",
             i + 1

@@ -172,6 +172,49 @@ impl Cluster {
         )
     }
 
+    /// PUTs `value` at key-value `key` through member `i`; the error says what it answered.
+    pub async fn put_kv(
+        &self,
+        i: usize,
+        key: &str,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let resp = self
+            .http()
+            .put(format!("{}/v1/kv/{key}", self.url(i)))
+            .json(&serde_json::json!({ "value": value }))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status();
+        Err(format!(
+            "{status}: {}",
+            resp.text().await.unwrap_or_default()
+        ))
+    }
+
+    /// Member `i`'s answer for key `key` from its own state: the status (0 when it did not
+    /// answer) and the value.
+    pub async fn local_kv(&self, i: usize, key: &str) -> (u16, Value) {
+        let resp = self
+            .http()
+            .get(format!("{}/v1/kv/{key}", self.url(i)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let Ok(resp) = resp else {
+            return (0, Value::Null);
+        };
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or_default();
+        (status, body["value"].clone())
+    }
+
     /// Member `i`'s view of the cluster, from `GET /v1/cluster/status`.
     pub async fn status(&self, i: usize) -> Option<Value> {
         let resp = self
