@@ -256,6 +256,8 @@ pub(crate) async fn healthz(state: AppState) -> Json<serde_json::Value> {
         "status": "ok",
         "node": node.id(),
         "leader": node.is_leader(),
+        // A leader cut off from its quorum takes no writes.
+        "quorum": node.quorum_silent_for().is_none(),
         "revision": node.state().revision(),
     }))
 }

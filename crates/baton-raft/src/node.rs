@@ -21,7 +21,9 @@ use crate::{SharedState, TypeConfig};
 const LEADER_PATIENCE: Duration = Duration::from_secs(10);
 /// How long a peer call of the cluster's own (status, clock, hello) may take.
 const PEER_CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a follower compares its clock with the leader's.
+/// A leader that has heard from no quorum for this long refuses writes at once.
+const QUORUM_SILENCE: Duration = Duration::from_secs(3);
+/// How often a node compares its clock with the other voters'.
 const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A wall clock in milliseconds since the Unix epoch. The system clock unless a test gives its
@@ -375,6 +377,20 @@ impl Node {
         }
     }
 
+    /// How long this node, leading a cluster of several voters, has gone without hearing
+    /// from a quorum of them, once that is longer than an election takes; none otherwise.
+    pub fn quorum_silent_for(&self) -> Option<Duration> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.state != ServerState::Leader
+            || metrics.membership_config.membership().voter_ids().count() < 2
+        {
+            return None;
+        }
+        let silent = Duration::from_millis(metrics.millis_since_quorum_ack?);
+        (silent > QUORUM_SILENCE).then_some(silent)
+    }
+
     /// How far this node's clock may be from the others' (`max_clock_skew`).
     pub fn max_clock_skew(&self) -> Duration {
         self.max_clock_skew
@@ -404,6 +420,12 @@ impl Node {
     /// entry may still be committed (if the cut heals before another leader is elected) or be
     /// discarded.
     pub async fn propose_local(&self, op: Op) -> Result<Committed, ProposeError> {
+        if let Some(silent) = self.quorum_silent_for() {
+            return Err(ProposeError::Unavailable(format!(
+                "this node leads but has heard from no quorum for {} s; the write was not made",
+                silent.as_secs()
+            )));
+        }
         let cmd = Command {
             now: self.now(),
             op,

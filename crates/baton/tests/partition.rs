@@ -269,8 +269,40 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
         }
         acked.push(key);
     }
+    // Once it has heard from no quorum for a few seconds, the cut-off leader says so at once.
+    let health: Value = cluster
+        .http()
+        .get(format!("{}/healthz", cluster.url(leader)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["quorum"], json!(false), "{health}");
+    let asked = Instant::now();
+    let refused = cluster
+        .put_kv(
+            leader,
+            "minority-write-2",
+            json!(2),
+            Duration::from_secs(15),
+        )
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.starts_with("503") && e.contains("heard from no quorum")),
+        "{refused:?}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+
     // Stay cut long enough for two rotations on the majority side.
-    let stay = Duration::from_secs(14).saturating_sub(cut_at.elapsed());
+    let stay = Duration::from_secs(16).saturating_sub(cut_at.elapsed());
     tokio::time::sleep(stay).await;
     let majority_version = version_of(&credential(&cluster, majority[0]).await);
     let minority_after = version_of(&credential(&cluster, leader).await);
