@@ -205,8 +205,11 @@ pub enum CommandError {
         expires_at: Timestamp,
     },
     #[error(
-        "not owner: lease `{name}` is not held by this holder with fence {fence} \
-         (current fence: {current:?})"
+        "not owner: lease `{name}` is not held by this holder with fence {fence} ({})",
+        match current {
+            Some(f) => format!("it is held with fence {f}"),
+            None => "nobody holds it".to_owned(),
+        }
     )]
     NotOwner {
         name: String,

@@ -112,7 +112,13 @@ pub enum ProposeError {
     #[error(transparent)]
     Refused(#[from] CommandError),
     /// This node does not lead the cluster.
-    #[error("this node is not the leader (leader: {leader:?})")]
+    #[error(
+        "this node is not the leader ({})",
+        match leader {
+            Some(id) => format!("node {id} leads"),
+            None => "no leader is known yet".to_owned(),
+        }
+    )]
     NotLeader { leader: Option<u64> },
     /// The node cannot serve writes (stopping, no leader reachable, or its storage failed).
     #[error("the node cannot accept writes: {0}")]
