@@ -253,7 +253,7 @@ pub(crate) async fn render(state: AppState) -> Response {
 pub(crate) async fn healthz(state: AppState) -> Json<serde_json::Value> {
     let node = &state.0.node;
     Json(json!({
-        "status": "ok",
+        "status": if node.is_removed() { "removed" } else { "ok" },
         "node": node.id(),
         "leader": node.is_leader(),
         // A leader cut off from its quorum takes no writes.

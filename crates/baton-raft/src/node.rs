@@ -198,6 +198,8 @@ pub struct Node {
     max_clock_skew: Duration,
     clock_sample: Mutex<Option<ClockSample>>,
     rotate: OnceLock<RotateHandler>,
+    /// Set once this node learns it was taken out of the cluster.
+    removed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Node {
@@ -302,6 +304,7 @@ impl Node {
             max_clock_skew: config.max_clock_skew,
             clock_sample: Mutex::new(None),
             rotate: OnceLock::new(),
+            removed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -464,6 +467,11 @@ impl Node {
     /// network. Returns once the command is applied on this node too, so that a read here
     /// that follows sees it. While no leader is known, waits for one (a few seconds at most).
     pub async fn propose(&self, op: Op) -> Result<Committed, ProposeError> {
+        if self.is_removed() {
+            return Err(ProposeError::Unavailable(
+                "this node was removed from the cluster; send requests to a member".into(),
+            ));
+        }
         let give_up = tokio::time::Instant::now() + LEADER_PATIENCE;
         loop {
             let attempt = match self.remote_leader() {
@@ -530,6 +538,11 @@ impl Node {
     /// leader had committed: a read of the local state afterwards is linearizable. Returns the
     /// index that was waited for.
     pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        if self.is_removed() {
+            return Err(ProposeError::Unavailable(
+                "this node was removed from the cluster; send requests to a member".into(),
+            ));
+        }
         let give_up = tokio::time::Instant::now() + LEADER_PATIENCE;
         loop {
             let index = match self.remote_leader() {
@@ -754,9 +767,9 @@ impl Node {
     async fn remove_here(&self, id: u64) -> Result<(), ProposeError> {
         let membership = self.raft.metrics().borrow().membership_config.clone();
         let membership = membership.membership();
-        if membership.get_node(&id).is_none() {
+        let Some(removed_addr) = membership.get_node(&id).map(|n| n.addr.clone()) else {
             return Err(ProposeError::Invalid(format!("node {id} is not a member")));
-        }
+        };
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         let change = if voters.contains(&id) {
             if voters.len() == 1 {
@@ -773,7 +786,40 @@ impl Node {
             .await
             .map_err(|e| ProposeError::Unavailable(format!("cannot remove node {id}: {e}")))?;
         tracing::info!(node = id, "removed a node from the cluster");
+        // Tell the node, which would otherwise never learn it (the cluster no longer
+        // replicates to it); one that is down hears nothing and logs so when it restarts.
+        if id == self.id {
+            self.mark_removed(self.id);
+        } else {
+            let _ = self
+                .peers
+                .call(
+                    &removed_addr,
+                    PeerRequest::Removed { by: self.id },
+                    PEER_CALL_TIMEOUT,
+                )
+                .await;
+        }
         Ok(())
+    }
+
+    /// Stops this node from standing for election and from taking writes, for good: it was
+    /// taken out of the cluster.
+    fn mark_removed(&self, by: u64) {
+        if !self.removed.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                by,
+                "this node was removed from the cluster: it takes no writes and serves only \
+                 what it had applied; stop it, and delete its data directory before it joins \
+                 again"
+            );
+        }
+        self.raft.runtime_config().elect(false);
+    }
+
+    /// Whether this node was told it is no longer a member.
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
     }
 
     /// This node's view of itself.
@@ -785,6 +831,7 @@ impl Node {
             api_addr: self.api_addr.clone(),
             peer_addr: self.peer_addr.clone(),
             state: match metrics.state {
+                _ if self.is_removed() => "removed",
                 ServerState::Leader => "leader",
                 ServerState::Follower => "follower",
                 ServerState::Candidate => "candidate",
@@ -896,6 +943,10 @@ impl Node {
             PeerRequest::Remove { id } => {
                 self.require_leader()?;
                 self.remove_here(id).await.map(|()| PeerReply::Removed)
+            }
+            PeerRequest::Removed { by } => {
+                self.mark_removed(by);
+                Ok(PeerReply::Removed)
             }
             PeerRequest::Rotate { name } => {
                 self.require_leader()?;
@@ -1014,7 +1065,9 @@ impl Node {
                 "this node's clock agrees with the cluster's again; it may stand for election"
             );
         }
-        self.raft.runtime_config().elect(!skewed);
+        self.raft
+            .runtime_config()
+            .elect(!skewed && !self.is_removed());
     }
 
     /// Stops replication. Applied state stays readable.

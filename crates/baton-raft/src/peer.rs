@@ -39,6 +39,8 @@ pub enum PeerRequest {
     Remove { id: u64 },
     /// Rotate a credential now, on the leader's rotation engine.
     Rotate { name: String },
+    /// The receiver was taken out of the cluster (by node `by`).
+    Removed { by: u64 },
 }
 
 /// The answer to a [`PeerRequest`].

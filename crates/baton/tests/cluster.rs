@@ -63,6 +63,43 @@ async fn cluster_commands_make_a_three_node_cluster_any_node_serves() {
             .unwrap();
         assert_eq!(body["value"], json!("hello"), "node {}: {body}", i + 1);
     }
+
+    // A removed node is told so: it takes no writes and says so in /healthz.
+    let gone = (leader + 2) % 3;
+    let id = cluster.members[gone].id.to_string();
+    let (ok, stdout, stderr) = cluster.cli(leader, &["cluster", "remove", &id]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("removed from the cluster"), "{stdout}");
+    let health: Value = cluster
+        .http()
+        .get(format!("{}/healthz", cluster.url(gone)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], json!("removed"), "{health}");
+    let refused = cluster
+        .put_kv(gone, "greeting", json!("again"), Duration::from_secs(15))
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("removed from the cluster")),
+        "{refused:?}"
+    );
+    assert!(cluster
+        .server(gone)
+        .logs()
+        .contains("this node was removed"));
+    let status = cluster.status(leader).await.unwrap();
+    assert_eq!(status["members"].as_array().unwrap().len(), 2, "{status}");
+    // The other two still take writes.
+    cluster
+        .put_kv(follower, "greeting", json!("two"), Duration::from_secs(15))
+        .await
+        .unwrap();
 }
 
 /// The fake issuer: a non-idempotent command that counts what it issues. Each call appends
