@@ -20,11 +20,17 @@ type StorageResult<T> = Result<T, StorageError<u64>>;
 pub struct LogStore {
     db: Arc<Database>,
     sealer: Arc<Sealer>,
+    /// The latest committed index openraft reported, not yet written with a log append.
+    committed: Option<Option<LogId<u64>>>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<Database>, sealer: Arc<Sealer>) -> Self {
-        LogStore { db, sealer }
+        LogStore {
+            db,
+            sealer,
+            committed: None,
+        }
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, openraft::AnyError> {
@@ -124,12 +130,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// The committed index is a hint: the state machine commits each applied batch durably,
-    /// with its applied index, so losing the last few saves to a crash loses nothing (the
-    /// leader tells a restarted node again). It is written without a flush of its own, and
-    /// reaches the disk with the next durable transaction (a log append or an apply).
+    /// with its applied index, so a committed index lost to a crash loses nothing (the leader
+    /// tells a restarted node again). It is kept in memory and written with the next log
+    /// append, in the same transaction, instead of costing a transaction of its own.
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
-        self.write_meta("committed", &committed, Durability::None)
-            .map_err(|e| StorageIOError::write(e).into())
+        self.committed = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
@@ -145,6 +151,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let write = || -> Result<(), openraft::AnyError> {
             let tx = self.db.begin_write().map_err(io_error)?;
+            if let Some(committed) = self.committed.take() {
+                let bytes = self.sealer.encode(&committed).map_err(io_error)?;
+                tx.open_table(LOG_META)
+                    .map_err(io_error)?
+                    .insert("committed", bytes.as_slice())
+                    .map_err(io_error)?;
+            }
             {
                 let mut table = tx.open_table(LOG).map_err(io_error)?;
                 for entry in entries {
