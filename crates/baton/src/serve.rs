@@ -232,16 +232,7 @@ async fn start_member(
     let node = Node::start_cluster(node_config, network)
         .await
         .context("cannot start the node")?;
-    let peers = baton_raft::http::router(node.clone(), cluster.secret.clone());
-    let listener = peer_listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, peers).await {
-            tracing::error!(error = %e, "the peer listener failed");
-        }
-    });
-    tracing::info!(node = id, "listening for peers on {peer_addr}");
+    // The store must belong to this node before peers are answered.
     let members = node.recorded_members().await;
     if members.is_empty() {
         tracing::info!(
@@ -272,6 +263,16 @@ async fn start_member(
              be stale; to bring it back, delete its data directory and join it again"
         );
     }
+    let peers = baton_raft::http::router(node.clone(), cluster.secret.clone());
+    let listener = peer_listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, peers).await {
+            tracing::error!(error = %e, "the peer listener failed");
+        }
+    });
+    tracing::info!(node = id, "listening for peers on {peer_addr}");
     Ok(node)
 }
 
