@@ -70,15 +70,7 @@ async fn cluster_commands_make_a_three_node_cluster_any_node_serves() {
     let (ok, stdout, stderr) = cluster.cli(leader, &["cluster", "remove", &id]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("removed from the cluster"), "{stdout}");
-    let health: Value = cluster
-        .http()
-        .get(format!("{}/healthz", cluster.url(gone)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = cluster.healthz(gone).await;
     assert_eq!(health["status"], json!("removed"), "{health}");
     let refused = cluster
         .put_kv(gone, "greeting", json!("again"), Duration::from_secs(15))
@@ -225,16 +217,7 @@ fn spawn_reader(
 
 /// The version of `fleet` a member serves, from its local state.
 async fn served_version(cluster: &Cluster, i: usize) -> Option<u64> {
-    let body: Value = cluster
-        .http()
-        .get(format!("{}/v1/credentials/fleet", cluster.url(i)))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let body = cluster.credential(i, "fleet").await?;
     body["versions"]["current"]["version"].as_u64()
 }
 
@@ -431,14 +414,19 @@ fn which_python() -> String {
     path
 }
 
-async fn acquire(cluster: &Cluster, i: usize, name: &str, holder: &str) -> Value {
-    let resp = cluster
+/// POSTs `body` to lease `name`'s acquire endpoint on member `i`.
+async fn acquire_raw(cluster: &Cluster, i: usize, name: &str, body: Value) -> reqwest::Response {
+    cluster
         .http()
         .post(format!("{}/v1/leases/{name}/acquire", cluster.url(i)))
-        .json(&json!({ "holder": holder, "ttl": "30s" }))
+        .json(&body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn acquire(cluster: &Cluster, i: usize, name: &str, holder: &str) -> Value {
+    let resp = acquire_raw(cluster, i, name, json!({ "holder": holder, "ttl": "30s" })).await;
     assert!(resp.status().is_success(), "{:?}", resp.text().await);
     resp.json().await.unwrap()
 }
@@ -563,13 +551,13 @@ async fn a_lease_is_neither_extended_nor_lost_by_a_leader_change() {
     let mut cluster = Cluster::start(3, "").await;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await;
     let survivor = (leader + 1) % 3;
-    let grant = cluster
-        .http()
-        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
-        .json(&json!({ "holder": "web-1", "ttl": "4s" }))
-        .send()
-        .await
-        .unwrap();
+    let grant = acquire_raw(
+        &cluster,
+        survivor,
+        "duty",
+        json!({ "holder": "web-1", "ttl": "4s" }),
+    )
+    .await;
     assert!(grant.status().is_success());
     let grant: Value = grant.json().await.unwrap();
     let fence = grant["fence"].as_u64().unwrap();
@@ -580,13 +568,13 @@ async fn a_lease_is_neither_extended_nor_lost_by_a_leader_change() {
     cluster.wait_leader(Duration::from_secs(20)).await;
 
     // The new leader knows the grant, with the expiry it had: another holder is refused.
-    let early = cluster
-        .http()
-        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
-        .json(&json!({ "holder": "web-2", "ttl": "4s" }))
-        .send()
-        .await
-        .unwrap();
+    let early = acquire_raw(
+        &cluster,
+        survivor,
+        "duty",
+        json!({ "holder": "web-2", "ttl": "4s" }),
+    )
+    .await;
     let early_at = std::time::SystemTime::now();
     if early_at < parse_time(&expires_at) {
         assert_eq!(early.status(), 409);
@@ -600,13 +588,13 @@ async fn a_lease_is_neither_extended_nor_lost_by_a_leader_change() {
     }
 
     // Waiting, the other holder gets it once the grant has run out, and not much later.
-    let taken = cluster
-        .http()
-        .post(format!("{}/v1/leases/duty/acquire", cluster.url(survivor)))
-        .json(&json!({ "holder": "web-2", "ttl": "4s", "wait": "20s" }))
-        .send()
-        .await
-        .unwrap();
+    let taken = acquire_raw(
+        &cluster,
+        survivor,
+        "duty",
+        json!({ "holder": "web-2", "ttl": "4s", "wait": "20s" }),
+    )
+    .await;
     assert!(taken.status().is_success(), "{:?}", taken.text().await);
     let taken: Value = taken.json().await.unwrap();
     assert!(taken["fence"].as_u64().unwrap() > fence, "{taken}");

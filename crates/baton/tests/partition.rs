@@ -173,19 +173,6 @@ fn unavailable() -> Option<String> {
     None
 }
 
-async fn credential(cluster: &Cluster, i: usize) -> Option<Value> {
-    cluster
-        .http()
-        .get(format!("{}/v1/credentials/fleet", cluster.url(i)))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
 fn version_of(body: &Option<Value>) -> Option<u64> {
     body.as_ref()?["versions"]["current"]["version"].as_u64()
 }
@@ -226,7 +213,7 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     .await;
     cluster.wait_caught_up(Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while version_of(&credential(&cluster, leader).await).is_none() {
+    while version_of(&cluster.credential(leader, "fleet").await).is_none() {
         assert!(Instant::now() < deadline, "the credential got no version");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -236,7 +223,7 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     let other_ids: Vec<u64> = majority.iter().map(|i| cluster.members[*i].id).collect();
     net.isolate(cut_id, &other_ids);
     let cut_at = Instant::now();
-    let minority_version = version_of(&credential(&cluster, leader).await);
+    let minority_version = version_of(&cluster.credential(leader, "fleet").await);
 
     // The minority takes no write: it answers an error (or nothing) and acknowledges none.
     let refused = cluster
@@ -270,15 +257,7 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
         acked.push(key);
     }
     // Once it has heard from no quorum for a few seconds, the cut-off leader says so at once.
-    let health: Value = cluster
-        .http()
-        .get(format!("{}/healthz", cluster.url(leader)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = cluster.healthz(leader).await;
     assert_eq!(health["quorum"], json!(false), "{health}");
     let asked = Instant::now();
     let refused = cluster
@@ -304,8 +283,8 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     // Stay cut long enough for two rotations on the majority side.
     let stay = Duration::from_secs(16).saturating_sub(cut_at.elapsed());
     tokio::time::sleep(stay).await;
-    let majority_version = version_of(&credential(&cluster, majority[0]).await);
-    let minority_after = version_of(&credential(&cluster, leader).await);
+    let majority_version = version_of(&cluster.credential(majority[0], "fleet").await);
+    let minority_after = version_of(&cluster.credential(leader, "fleet").await);
     assert_eq!(
         minority_after, minority_version,
         "the cut-off member committed a rotation on its own"
@@ -327,7 +306,7 @@ async fn a_partitioned_minority_stops_writing_and_rotating_and_rejoins_one_histo
     for _ in 0..20 {
         views.clear();
         for i in 0..3 {
-            let body = credential(&cluster, i).await.expect("credential");
+            let body = cluster.credential(i, "fleet").await.expect("credential");
             let token = common::token(&cluster.http(), &cluster.url(i), "fleet").await;
             views.push((body["versions"].clone(), token["token"].clone()));
         }

@@ -215,6 +215,31 @@ impl Cluster {
         (status, body["value"].clone())
     }
 
+    /// Credential `name` as member `i` holds it (`GET /v1/credentials/NAME`), if it answers.
+    pub async fn credential(&self, i: usize, name: &str) -> Option<Value> {
+        self.http()
+            .get(format!("{}/v1/credentials/{name}", self.url(i)))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    /// Member `i`'s `GET /healthz`.
+    pub async fn healthz(&self, i: usize) -> Value {
+        self.http()
+            .get(format!("{}/healthz", self.url(i)))
+            .send()
+            .await
+            .expect("GET /healthz")
+            .json()
+            .await
+            .expect("a JSON health answer")
+    }
+
     /// Member `i`'s view of the cluster, from `GET /v1/cluster/status`.
     pub async fn status(&self, i: usize) -> Option<Value> {
         let resp = self
